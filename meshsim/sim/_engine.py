@@ -1,0 +1,594 @@
+"""The SimPy engine: assembles a scenario into hosts and sidecars and runs it.
+
+How a request flows (callbacks on the hot path, no process per request):
+
+traffic source -> caller sidecar (route match, weighted version pick, load
+balancer) -> network leg -> callee host (workers, FCFS queue, overflow 503)
+-> handler script (own work, calls through the callee's own sidecar,
+parallel groups) -> response -> network leg -> caller -> recorder.
+
+Each ``Attempt`` is its own SimPy event for its sequential steps; the only
+processes are control flow (the once-a-second timeseries sampler).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from heapq import heappush
+from itertools import count
+
+from meshsim._exceptions import SimulationError
+from meshsim.sim._env import MeshEnvironment
+from meshsim.sim._random import Streams
+from meshsim.sim._recorder import Recorder
+from meshsim.sim._runtime import (
+    STEP_CALL,
+    STEP_ERR,
+    STEP_PAR,
+    STEP_SLEEP,
+    STEP_WORK,
+    Attempt,
+    CallRT,
+    Host,
+    ServiceRT,
+    Timer,
+    VersionRT,
+)
+from meshsim.sim._traffic import build_sources
+
+__all__ = ["Simulation", "FAILED"]
+
+NORMAL = 1  # simpy.events.NORMAL
+FLAG_NR = 1 << 0
+
+
+def FAILED(status: int) -> bool:  # noqa: N802 - reads as a predicate constant
+    """A response the caller treats as a failure: no response (0) or status >= 400."""
+    return status == 0 or status >= 400
+
+
+def _sampler(model, rng):
+    """A zero-argument callable returning one draw (seconds), cheap on the hot path."""
+    from meshsim.latency import Sampler
+
+    s = Sampler(model, rng)
+    if getattr(model, "type", None) == "constant":
+        value = float(model.value)
+        return lambda: value
+    it = s.stream()
+    return it.__next__
+
+
+class Simulation:
+    """One replication of a scenario on a SimPy environment.
+
+    Parameters
+    ----------
+    scenario
+        A validated ``meshsim.config.Scenario``.
+    seed
+        Overrides ``scenario.seed``.
+    replication
+        Replication index (independent streams for the same seed).
+
+    Notes
+    -----
+    Events at the same time run in the order they were scheduled (SimPy's
+    insertion counter), and no code iterates over a set, so one seed gives
+    identical results.
+    """
+
+    def __init__(self, scenario, *, seed: int | None = None, replication: int = 0) -> None:
+        self.scenario = scenario
+        self.seed = scenario.seed if seed is None else int(seed)
+        self.replication = replication
+        self.streams = Streams(self.seed, replication)
+        self.env = MeshEnvironment()
+        # direct access to the SimPy heap for the two hottest schedules (same entries as env.schedule)
+        self._queue = self.env._queue
+        self._eid = self.env._eid
+        self._push = heappush
+        self.duration = float(scenario.duration)
+        self.warmup = float(scenario.warmup)
+        self.end_time = self.duration + float(scenario.drain)
+        self.max_depth = scenario.max_depth
+        self.summary_only = scenario.record == "summary"
+        self._rid = count()
+        self.open_requests: dict[int, Attempt] = {}
+        nslots = int(math.ceil(self.end_time)) + 2
+        self.nslots = nslots
+        self._build_services(nslots)
+        self._build_network()
+        self.recorder = Recorder(self, summary_only=self.summary_only)
+        self._rec_attempt = self.recorder.attempt
+        self._rec_entry = self.recorder.entry
+        self.sources = build_sources(self)
+        for src in self.sources:
+            src.on_resp = self._request_done_closed if src.closed else self._request_done
+
+    # ------------------------------------------------------------------ assembly
+    def _build_services(self, nslots: int) -> None:
+        from meshsim.latency import ErrorDraw
+
+        scn = self.scenario
+        self.services: dict[str, ServiceRT] = {}
+        self.versions: list[VersionRT] = []
+        self.hosts: list[Host] = []
+        for sname, sspec in scn.services.items():
+            svc = ServiceRT(sname)
+            self.services[sname] = svc
+            for vname, rv in sspec.resolved_versions(sname).items():
+                v = VersionRT(len(self.versions), svc, vname, rv)
+                v.blocking = rv.concurrency == "blocking"
+                v.sample = _sampler(rv.latency, self.streams.get("service", sname, vname))
+                if rv.errors is not None and rv.errors.rate > 0:
+                    v.errdraw = ErrorDraw(rv.errors, self.streams.get("errors", sname, vname))
+                for i in range(rv.replicas):
+                    h = Host(len(self.hosts), i, v, rv.zones[i] if rv.zones else None, rv.workers, rv.queue)
+                    v.hosts.append(h)
+                    svc.hosts.append(h)
+                    self.hosts.append(h)
+                v.arrivals = [0] * nslots
+                v.completions = [0] * nslots
+                v.errors = [0] * nslots
+                v.ts_in_flight = [0] * nslots
+                v.ts_queue = [0] * nslots
+                v.ts_area = [0.0] * nslots
+                svc.versions.append(v)
+                svc.by_name[vname] = v
+                self.versions.append(v)
+        # routing (caller side, per destination service)
+        from meshsim.policies.routing import Router
+
+        self.need_attrs = False
+        for sname, entry in scn.mesh.items():
+            routes = getattr(entry, "routes", None)
+            if routes:
+                svc = self.services[sname]
+                svc.router = Router(routes, [v.name for v in svc.versions])
+                if any(getattr(r, "match", None) for r in routes):
+                    self.need_attrs = True
+        self.route_u = self.streams.uniforms("routing")
+        self.call_u = self.streams.uniforms("calls")
+        # compile scripts once services exist
+        for v in self.versions:
+            v.script = self._compile(v.spec.script, v, self.streams)
+            v.simple = v.blocking and v.script == ((STEP_WORK, None),)
+
+    def _compile(self, steps, v: VersionRT, streams: Streams) -> tuple:
+        from meshsim.config import Call, Parallel, Sleep, Work
+
+        out: list[tuple] = []
+        err_placed = v.errdraw is None
+        for i, step in enumerate(steps):
+            if isinstance(step, Work):
+                model = step.latency
+                sampler = None if model is None else _sampler(
+                    model, streams.get("work", v.service.name, v.name, str(i)))
+                out.append((STEP_WORK, sampler))
+                if not err_placed:
+                    out.append((STEP_ERR,))
+                    err_placed = True
+            elif isinstance(step, Sleep):
+                out.append((STEP_SLEEP, _sampler(step.latency, streams.get("sleep", v.service.name, v.name, str(i)))))
+            elif isinstance(step, Call):
+                out.append((STEP_CALL, self._call(step)))
+            elif isinstance(step, Parallel):
+                calls = []
+                for sub in step.parallel:
+                    if not isinstance(sub, Call):
+                        raise SimulationError(
+                            f"services.{v.service.name}: only calls may appear inside a parallel group")
+                    calls.append(self._call(sub))
+                out.append((STEP_PAR, tuple(calls)))
+            else:  # pragma: no cover - config guarantees the step kinds
+                raise SimulationError(f"unknown script step {step!r}")
+        if not err_placed:  # no work step at all: the error draw comes first
+            out.insert(0, (STEP_ERR,))
+        return tuple(out)
+
+    def _call(self, step) -> CallRT:
+        return CallRT(self.services[step.service], float(step.probability), bool(step.optional),
+                      step.path, step.method, dict(step.headers or {}))
+
+    def _build_network(self) -> None:
+        net = self.scenario.network
+        lat = net.latency
+        xz = net.cross_zone
+        self.net_zero = getattr(lat, "type", None) == "constant" and float(lat.value) == 0.0
+        self.net_delay = _sampler(lat, self.streams.get("network", "latency"))
+        xz_zero = getattr(xz, "type", None) == "constant" and float(xz.value) == 0.0
+        self.xz_delay = None if xz_zero else _sampler(xz, self.streams.get("network", "cross_zone"))
+
+    # ------------------------------------------------------------------ caller side
+    def send(self, caller: int, czone: str | None, parent, service: ServiceRT, attrs, depth: int,
+             on_resp: Callable[[Attempt], None], rid: int, optional: bool = False) -> Attempt:
+        """Send one request from a caller through its sidecar to ``service``."""
+        env = self.env
+        att = Attempt()
+        att.rid = rid
+        att.caller = caller
+        att.czone = czone
+        att.service = service
+        att.parent = parent
+        att.attrs = attrs
+        att.depth = depth
+        att.on_resp = on_resp
+        att.optional = optional
+        att.t_send = env._now
+        router = service.router
+        if router is None:
+            hosts = service.hosts
+            i = service.rr
+            service.rr = i + 1
+            host = hosts[i % len(hosts)]
+        else:
+            if attrs is None:
+                vname = router.select("/", "GET", {}, next(self.route_u))
+            else:
+                vname = router.select(attrs[0], attrs[1], attrs[2], next(self.route_u))
+            if vname is None:
+                att.host = None
+                att.status = 404
+                att.flags = FLAG_NR
+                att.on_resp(att)
+                return att
+            v = service.by_name[vname]
+            hosts = v.hosts
+            i = v.rr
+            v.rr = i + 1
+            host = hosts[i % len(hosts)]
+        att.host = host
+        att.script = host.ver.script
+        if self.net_zero and (self.xz_delay is None or czone == host.zone):
+            self._arrive(att)
+        else:
+            d = 0.0 if self.net_zero else self.net_delay()
+            if self.xz_delay is not None and czone != host.zone:
+                d += self.xz_delay()
+            att.callbacks = [self._arrive]
+            env.schedule(att, NORMAL, d)
+        return att
+
+    # ------------------------------------------------------------------ callee side
+    def _arrive(self, att: Attempt) -> None:
+        now = self.env._now
+        att.t_arrive = now
+        h = att.host
+        v = h.ver
+        v.arrivals[int(now)] += 1
+        v.in_flight += 1
+        if v.blocking:
+            if h.busy < h.workers:
+                if v.simple:  # fast path: a single work step, blocking, no error model
+                    h.busy += 1
+                    v.area += v.busy * (now - v.last)
+                    v.last = now
+                    v.busy += 1
+                    att.holding = True
+                    att.t_start = now
+                    att.callbacks = [self._simple_done]
+                    self._push(self._queue, (now + v.sample(), NORMAL, next(self._eid), att))
+                else:
+                    self._start(att, h, now)
+            elif h.qcap is None or len(h.queue) < h.qcap:
+                h.queue.append(att)
+            else:
+                att.status = 503
+                self._respond(att)
+        else:
+            self._advance(att)
+
+    def _start(self, att: Attempt, h: Host, now: float) -> None:
+        v = h.ver
+        h.busy += 1
+        v.area += v.busy * (now - v.last)
+        v.last = now
+        v.busy += 1
+        att.holding = True
+        if att.t_start < 0:
+            att.t_start = now
+        if v.simple:
+            att.callbacks = [self._simple_done]
+            self.env.schedule(att, NORMAL, v.sample())
+        else:
+            self._advance(att)
+
+    def _simple_done(self, att: Attempt) -> None:
+        """End of the only work step of a simple host: respond and serve the next in line.
+
+        Equivalent to ``_work_done`` -> ``_advance`` -> ``_respond`` -> ``_release``
+        for a blocking single-work script without an error model.
+        """
+        now = self.env._now
+        att.t_done = now
+        att.status = 200
+        att.holding = False
+        att.pc = 1
+        h = att.host
+        v = h.ver
+        h.busy -= 1
+        v.area += v.busy * (now - v.last)
+        v.last = now
+        v.busy -= 1
+        v.in_flight -= 1
+        v.completions[int(now)] += 1
+        if h.queue:
+            self._start(h.queue.popleft(), h, now)
+        if self.net_zero and (self.xz_delay is None or att.czone == h.zone):
+            att.on_resp(att)
+        else:
+            d = 0.0 if self.net_zero else self.net_delay()
+            if self.xz_delay is not None and att.czone != h.zone:
+                d += self.xz_delay()
+            att.callbacks = [att.on_resp]
+            self.env.schedule(att, NORMAL, d)
+
+    def _release(self, att: Attempt) -> None:
+        h = att.host
+        v = h.ver
+        now = self.env._now
+        att.holding = False
+        h.busy -= 1
+        v.area += v.busy * (now - v.last)
+        v.last = now
+        v.busy -= 1
+        if h.queue:
+            self._start(h.queue.popleft(), h, now)
+
+    def _advance(self, att: Attempt) -> None:
+        """Run the handler script from ``att.pc`` until it waits or ends."""
+        script = att.script
+        n = len(script)
+        while True:
+            pc = att.pc
+            if pc >= n:
+                att.status = 200
+                self._respond(att)
+                return
+            step = script[pc]
+            kind = step[0]
+            if kind == STEP_WORK:
+                if not att.holding:  # async service: take a worker for this work step
+                    h = att.host
+                    if h.busy < h.workers:
+                        self._start(att, h, self.env._now)
+                    elif h.qcap is None or len(h.queue) < h.qcap:
+                        h.queue.append(att)
+                    else:
+                        att.status = 503
+                        self._respond(att)
+                    return
+                sampler = step[1]
+                d = att.host.ver.sample() if sampler is None else sampler()
+                att.callbacks = [self._work_done]
+                self.env.schedule(att, NORMAL, d)
+                return
+            if kind == STEP_ERR:
+                status = att.host.ver.errdraw()
+                if status:
+                    att.status = status
+                    self._respond(att)
+                    return
+                att.pc = pc + 1
+                continue
+            if kind == STEP_CALL:
+                call = step[1]
+                if call.probability < 1.0 and next(self.call_u) >= call.probability:
+                    att.pc = pc + 1
+                    continue
+                depth = att.depth + 1
+                if self.max_depth is not None and depth > self.max_depth:
+                    att.pc = pc + 1
+                    continue
+                h = att.host
+                self.send(h.hid, h.zone, att, call.service, self._child_attrs(att, call), depth,
+                          self._call_done, att.rid, call.optional)
+                return
+            if kind == STEP_PAR:
+                depth = att.depth + 1
+                h = att.host
+                sent = []
+                for call in step[1]:
+                    if call.probability < 1.0 and next(self.call_u) >= call.probability:
+                        continue
+                    if self.max_depth is not None and depth > self.max_depth:
+                        continue
+                    sent.append(call)
+                if not sent:
+                    att.pc = pc + 1
+                    continue
+                att.pending = len(sent)
+                att.child_failed = False
+                for call in sent:
+                    self.send(h.hid, h.zone, att, call.service, self._child_attrs(att, call), depth,
+                              self._par_done, att.rid, call.optional)
+                return
+            # STEP_SLEEP
+            att.callbacks = [self._step_done]
+            self.env.schedule(att, NORMAL, step[1]())
+            return
+
+    def _child_attrs(self, att: Attempt, call: CallRT):
+        if not self.need_attrs:
+            return None
+        parent = att.attrs
+        headers = dict(parent[2]) if parent is not None else {}
+        headers.update(call.headers)
+        return (call.path or "/", call.method or "GET", headers)
+
+    def _work_done(self, att: Attempt) -> None:
+        att.pc += 1
+        if not att.host.ver.blocking:
+            self._release(att)
+        self._advance(att)
+
+    def _step_done(self, att: Attempt) -> None:
+        att.pc += 1
+        self._advance(att)
+
+    def _call_done(self, child: Attempt) -> None:
+        """A sequential call's response reached the caller."""
+        self._rec_attempt(child)
+        att = child.parent
+        st = child.status
+        if (st == 0 or st >= 400) and not child.optional:
+            att.status = 500
+            self._respond(att)
+            return
+        att.pc += 1
+        self._advance(att)
+
+    def _par_done(self, child: Attempt) -> None:
+        """One response of a parallel group reached the caller."""
+        self._rec_attempt(child)
+        att = child.parent
+        st = child.status
+        if (st == 0 or st >= 400) and not child.optional:
+            att.child_failed = True
+        att.pending -= 1
+        if att.pending == 0:
+            if att.child_failed:
+                att.status = 500
+                self._respond(att)
+            else:
+                att.pc += 1
+                self._advance(att)
+
+    def _respond(self, att: Attempt) -> None:
+        """The callee sends its response (status already set)."""
+        now = self.env._now
+        att.t_done = now
+        if att.holding:
+            self._release(att)
+        v = att.host.ver
+        v.in_flight -= 1
+        sec = int(now)
+        v.completions[sec] += 1
+        if att.status >= 400:
+            v.errors[sec] += 1
+        if self.net_zero and (self.xz_delay is None or att.czone == att.host.zone):
+            att.on_resp(att)
+        else:
+            d = 0.0 if self.net_zero else self.net_delay()
+            if self.xz_delay is not None and att.czone != att.host.zone:
+                d += self.xz_delay()
+            att.callbacks = [att.on_resp]
+            self.env.schedule(att, NORMAL, d)
+
+    # ------------------------------------------------------------------ entry requests
+    def start_request(self, src, attrs) -> None:
+        """A traffic source issues one end-to-end request."""
+        rid = next(self._rid)
+        service = src.service
+        if service.router is None and self.net_zero and self.xz_delay is None:
+            # fast path: no routing rules, no network delay (same steps as ``send``)
+            att = Attempt()
+            att.rid = rid
+            att.caller = src.code
+            att.czone = src.zone
+            att.service = service
+            att.parent = src
+            att.attrs = attrs
+            att.depth = 1
+            att.on_resp = src.on_resp
+            att.t_send = self.env._now
+            hosts = service.hosts
+            i = service.rr
+            service.rr = i + 1
+            host = hosts[i % len(hosts)]
+            att.host = host
+            att.script = host.ver.script
+            self.open_requests[rid] = att
+            self._arrive(att)
+            return
+        att = self.send(src.code, src.zone, src, service, attrs, 1, src.on_resp, rid)
+        if att.t_done < 0 and att.status == 0:  # not answered synchronously
+            self.open_requests[rid] = att
+
+    def _request_done(self, att: Attempt) -> None:
+        """An end-to-end request is answered (open-loop source: nothing else to do)."""
+        self.open_requests.pop(att.rid, None)
+        self._rec_entry(att)
+
+    def _request_done_closed(self, att: Attempt) -> None:
+        self.open_requests.pop(att.rid, None)
+        self._rec_entry(att)
+        att.parent.on_done(att)
+
+    # ------------------------------------------------------------------ running
+    def _sampler_process(self):
+        """Once a second: in-flight, queue length and busy area per version."""
+        env = self.env
+        versions = self.versions
+        last_area = [0.0] * len(versions)
+        sec = 0
+        while True:
+            yield env.timeout(1.0)
+            sec += 1
+            now = env._now
+            for i, v in enumerate(versions):
+                total = v.area + v.busy * (now - v.last)
+                v.ts_area[sec - 1] = total - last_area[i]
+                last_area[i] = total
+                v.ts_in_flight[sec - 1] = v.in_flight
+                v.ts_queue[sec - 1] = sum(len(h.queue) for h in v.hosts)
+            if sec >= self.nslots - 1:
+                return
+
+    def _snapshot_area(self, timer: Timer) -> None:
+        now = self.env._now
+        self._area_at[timer.obj] = [v.area + v.busy * (now - v.last) for v in self.versions]
+
+    def utilization_window(self) -> list[float]:
+        """Busy share of each version's workers over ``[warmup, duration)``."""
+        window = self.duration - self.warmup
+        end = self._area_at.get("end")
+        start = self._area_at.get("warmup")
+        out = []
+        for i, v in enumerate(self.versions):
+            w = v.workers_total
+            if end is None or start is None or w == 0 or window <= 0:
+                out.append(math.nan)
+            else:
+                out.append((end[i] - start[i]) / (w * window))
+        return out
+
+    def run(self, progress: Callable[[float], None] | None = None):
+        """Run to the end of traffic plus drain; return a ``RunResult``."""
+        from meshsim.sim._result import RunResult
+
+        env = self.env
+        for src in self.sources:
+            src.start()
+        env.process(self._sampler_process())
+        self._area_at: dict[str, list[float]] = {}
+        if self.warmup <= 0:
+            self._area_at["warmup"] = [0.0] * len(self.versions)
+        else:
+            timer = Timer("warmup")
+            timer.callbacks = [self._snapshot_area]
+            env.schedule(timer, 0, self.warmup)  # URGENT: before the other events at that instant
+        chunks = 50
+        for k in range(1, chunks + 1):
+            env.run_until(self.duration * k / chunks)
+            if progress is not None:
+                progress(0.98 * k / chunks)
+        self._snapshot_area(Timer("end"))  # all events before `duration` are done, the clock is at it
+        # drain: let in-flight requests finish, up to the drain limit
+        t = self.duration
+        while self.open_requests and t < self.end_time:
+            t = min(t + 1.0, self.end_time)
+            env.run_until(t)
+        self.t_end = env.now
+        for att in list(self.open_requests.values()):
+            self.recorder.unfinished(att)
+        self.open_requests.clear()
+        result = RunResult.from_simulation(self)
+        if progress is not None:
+            progress(1.0)
+        return result
+
+
+_TIMER = Timer  # re-exported for the traffic module

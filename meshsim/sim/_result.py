@@ -1,0 +1,296 @@
+"""Results of a run: tables, a summary, and replications with confidence intervals."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy import stats as _st
+
+from meshsim.sim._recorder import QUANTILES
+
+__all__ = ["RunResult", "RunSet", "combine_summaries"]
+
+
+def _success(codes: np.ndarray) -> np.ndarray:
+    return (codes >= 200) & (codes < 400)
+
+
+def _group(n: int, status: dict[int, int], lat_q: dict[str, float], mean: float, window: float) -> dict:
+    ok = sum(c for s, c in status.items() if 200 <= s < 400)
+    return {
+        "requests": int(n),
+        "throughput_rps": n / window if window > 0 else math.nan,
+        "success_rate": ok / n if n else math.nan,
+        "status": {str(k): int(status[k]) for k in sorted(status)},
+        "latency_s": {"mean": mean, **lat_q},
+    }
+
+
+def _from_frame(status: np.ndarray, latency: np.ndarray, window: float) -> dict:
+    n = len(status)
+    codes, counts = np.unique(status.astype(np.int64), return_counts=True)
+    st = {int(c): int(k) for c, k in zip(codes, counts)}
+    lat = latency[(status != 0) & np.isfinite(latency)]
+    if len(lat):
+        q = np.quantile(lat, list(QUANTILES.values()))
+        lq = {k: float(v) for k, v in zip(QUANTILES, q)}
+        mean = float(lat.mean())
+    else:
+        lq = {k: math.nan for k in QUANTILES}
+        mean = math.nan
+    return _group(n, st, lq, mean, window)
+
+
+def _from_hist(g, window: float) -> dict:
+    g.flush()
+    h = g.hist
+    if h.count:
+        q = h.quantile(list(QUANTILES.values()))
+        lq = {k: float(v) for k, v in zip(QUANTILES, q)}
+        mean = float(h.mean)
+    else:
+        lq = {k: math.nan for k in QUANTILES}
+        mean = math.nan
+    return _group(g.n, dict(g.status), lq, mean, window)
+
+
+def _envoy_stats(status: dict[str, int]) -> dict[str, int]:
+    out = {"upstream_rq_total": int(sum(status.values()))}
+    classes: dict[str, int] = {}
+    for code, cnt in status.items():
+        c = int(code)
+        if c == 0:
+            continue
+        classes[f"upstream_rq_{c // 100}xx"] = classes.get(f"upstream_rq_{c // 100}xx", 0) + cnt
+    out.update(dict(sorted(classes.items())))
+    for code, cnt in status.items():
+        if int(code) != 0:
+            out[f"upstream_rq_{code}"] = int(cnt)
+    return out
+
+
+@dataclass
+class RunResult:
+    """One replication's outcome.
+
+    Attributes
+    ----------
+    requests
+        One row per end-to-end request (``record: full``), else None. Columns:
+        request_id, source, start_s, end_s, latency_s, status (0 = unfinished
+        when the run stopped), attempts, flags.
+    attempts
+        One row per attempt (a try from a caller to one host): request_id,
+        caller, caller_version, service, version, replica, zone, attempt,
+        start_s (sent by the caller), wait_s (queueing at the callee),
+        server_s (arrival to response at the callee), end_s (back at the
+        caller), latency_s, status, flags (Envoy response flags).
+    timeseries
+        Per second and service version: arrivals, completions, errors,
+        in_flight, queue_len (at the end of the second) and utilization.
+    summary
+        Throughput, success rate, latency quantiles per source, service,
+        version and end to end, over the measurement window.
+    """
+
+    scenario: object
+    seed: int
+    replication: int
+    requests: pd.DataFrame | None
+    attempts: pd.DataFrame | None
+    timeseries: pd.DataFrame
+    summary: dict = field(default_factory=dict)
+
+    def tables(self) -> dict[str, pd.DataFrame | None]:
+        return {"requests": self.requests, "attempts": self.attempts, "timeseries": self.timeseries}
+
+    @classmethod
+    def from_simulation(cls, sim) -> RunResult:
+        rec = sim.recorder
+        requests = rec.requests_frame()
+        attempts = rec.attempts_frame()
+        ts = rec.timeseries_frame()
+        summary = _summarize(sim, requests, attempts)
+        return cls(sim.scenario, sim.seed, sim.replication, requests, attempts, ts, summary)
+
+
+def _summarize(sim, requests: pd.DataFrame | None, attempts: pd.DataFrame | None) -> dict:
+    scn = sim.scenario
+    window = sim.duration - sim.warmup
+    out: dict = {
+        "scenario": scn.name,
+        "seed": sim.seed,
+        "replications": 1,
+        "duration_s": sim.duration,
+        "warmup_s": sim.warmup,
+        "window_s": window,
+        "end_s": sim.t_end,
+    }
+    rec = sim.recorder
+    if requests is not None:
+        r = requests[requests["start_s"] >= sim.warmup]
+        out["end_to_end"] = _from_frame(r["status"].to_numpy(), r["latency_s"].to_numpy(), window)
+        out["sources"] = {}
+        for i, src in enumerate(sim.sources):
+            rs = r[r["source"].cat.codes.to_numpy() == i]
+            out["sources"][src.name] = _from_frame(rs["status"].to_numpy(), rs["latency_s"].to_numpy(), window)
+        a = attempts[attempts["start_s"] >= sim.warmup]
+        svc_codes = a["service"].cat.codes.to_numpy()
+        ver = a["version"].astype(object).to_numpy()
+        status = a["status"].to_numpy()
+        lat = a["latency_s"].to_numpy()
+    else:
+        out["end_to_end"] = _merge_groups(rec.g_src, window)
+        out["sources"] = {src.name: _from_hist(rec.g_src[i], window) for i, src in enumerate(sim.sources)}
+    services: dict = {}
+    stats: dict = {}
+    util = sim.utilization_window()
+    for si, (sname, svc) in enumerate(sim.services.items()):
+        vers = {}
+        if requests is not None:
+            smask = svc_codes == si
+            s_all = _from_frame(status[smask], lat[smask], window)
+        for v in svc.versions:
+            if requests is not None:
+                m = smask & (ver == v.name)
+                vs = _from_frame(status[m], lat[m], window)
+            else:
+                vs = _from_hist(rec.g_ver[v.vid], window)
+            vs["utilization"] = util[v.vid]
+            vs["replicas"] = len(v.hosts)
+            vs["workers"] = v.hosts[0].workers if v.hosts else 0
+            vers[v.name] = vs
+            stats[f"{sname}|{v.name}"] = _envoy_stats(vs["status"])
+        if requests is None:
+            s_all = _merge_groups([rec.g_ver[v.vid] for v in svc.versions] + [rec.g_svc_local[sname]], window)
+        total_workers = sum(v.workers_total for v in svc.versions)
+        s_all["utilization"] = (sum(util[v.vid] * v.workers_total for v in svc.versions) / total_workers
+                                if total_workers else math.nan)
+        s_all["versions"] = vers
+        services[sname] = s_all
+    out["services"] = services
+    out["stats"] = stats
+    return out
+
+
+def _merge_groups(groups, window: float) -> dict:
+    from meshsim.sim._histogram import LogHistogram
+
+    h = LogHistogram()
+    status: dict[int, int] = {}
+    n = 0
+    for g in groups:
+        g.flush()
+        h.merge(g.hist)
+        n += g.n
+        for k, c in g.status.items():
+            status[k] = status.get(k, 0) + c
+
+    class _G:
+        def flush(self) -> None:
+            pass
+
+    gg = _G()
+    gg.hist, gg.status, gg.n = h, status, n
+    return _from_hist(gg, window)
+
+
+# ---------------------------------------------------------------------- replications
+def _flatten(d: dict, prefix: str = "") -> dict[str, float]:
+    out: dict[str, float] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            out[key] = float(v)
+    return out
+
+
+def _set(d: dict, dotted: str, value) -> None:
+    parts = dotted.split(".")
+    for p in parts[:-1]:
+        d = d.setdefault(p, {})
+    d[parts[-1]] = value
+
+
+_FIXED = {"seed", "replications", "duration_s", "warmup_s", "window_s"}
+
+
+def combine_summaries(summaries: list[dict], confidence: float = 0.95) -> dict:
+    """Mean over replications of every number, with a t confidence interval in ``ci``.
+
+    Counts that are absent from a replication (a status code that did not
+    occur) count as zero there. ``ci`` maps dotted paths to ``[low, high]``.
+    """
+    if len(summaries) == 1:
+        return summaries[0]
+    flats = [_flatten(s) for s in summaries]
+    keys: list[str] = []
+    seen = set()
+    for f in flats:
+        for k in f:
+            if k not in seen:
+                seen.add(k)
+                keys.append(k)
+    out: dict = {"scenario": summaries[0]["scenario"], "seed": summaries[0]["seed"]}
+    ci: dict[str, list[float]] = {}
+    n = len(summaries)
+    tq = float(_st.t.ppf(0.5 + confidence / 2, n - 1))
+    for k in keys:
+        if k in _FIXED:
+            continue
+        zero_if_missing = ".status." in k or k.startswith("stats.")
+        vals = np.array([f.get(k, 0.0 if zero_if_missing else math.nan) for f in flats], dtype=float)
+        vals = vals[np.isfinite(vals)]
+        if len(vals) == 0:
+            _set(out, k, math.nan)
+            continue
+        m = float(vals.mean())
+        _set(out, k, m)
+        if len(vals) > 1 and not k.startswith("stats.") and ".status." not in k and not k.endswith(
+                (".replicas", ".workers")):
+            half = tq * float(vals.std(ddof=1)) / math.sqrt(len(vals))
+            ci[k] = [m - half, m + half]
+    out["replications"] = n
+    for k in ("duration_s", "warmup_s", "window_s"):
+        out[k] = summaries[0][k]
+    out["confidence"] = confidence
+    out["ci"] = ci
+    return out
+
+
+@dataclass
+class RunSet:
+    """Replications of one scenario: ``results`` and their combined ``summary``."""
+
+    results: list[RunResult]
+    summary: dict
+
+    def tables(self) -> dict[str, pd.DataFrame | None]:
+        if len(self.results) == 1:
+            return self.results[0].tables()
+        out: dict[str, pd.DataFrame | None] = {}
+        for name in ("requests", "attempts", "timeseries"):
+            frames = [getattr(r, name) for r in self.results]
+            if any(f is None for f in frames):
+                out[name] = None
+                continue
+            out[name] = pd.concat([f.assign(replication=r.replication) for f, r in zip(frames, self.results)],
+                                  ignore_index=True)
+        return out
+
+    @property
+    def requests(self):
+        return self.tables()["requests"]
+
+    @property
+    def attempts(self):
+        return self.tables()["attempts"]
+
+    @property
+    def timeseries(self):
+        return self.tables()["timeseries"]

@@ -1,0 +1,182 @@
+"""Runtime objects of the engine: hosts (replicas), versions, services, attempts.
+
+These are plain ``__slots__`` classes read and written by the engine's
+callbacks; they hold no logic of their own beyond small helpers, so the hot
+path stays a handful of attribute reads.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+__all__ = ["Attempt", "Host", "VersionRT", "ServiceRT", "Timer", "STEP_WORK", "STEP_SLEEP", "STEP_CALL",
+           "STEP_PAR", "STEP_ERR", "FLAG_NAMES"]
+
+# script step kinds (compiled form: tuples whose first element is the kind)
+STEP_WORK = 0  # (STEP_WORK, sampler_or_None)
+STEP_SLEEP = 1  # (STEP_SLEEP, sampler)
+STEP_CALL = 2  # (STEP_CALL, CallRT)
+STEP_PAR = 3  # (STEP_PAR, tuple[CallRT, ...])
+STEP_ERR = 4  # (STEP_ERR,) the error model's draw, placed after the first work step
+
+# Envoy response flags as bits (subset; the policy issue adds its own uses)
+FLAG_NAMES: dict[int, str] = {
+    1 << 0: "NR",  # no route
+    1 << 1: "UH",  # no healthy upstream
+    1 << 2: "UO",  # upstream overflow (circuit breaker)
+    1 << 3: "UF",  # upstream connection failure
+    1 << 4: "UT",  # upstream request timeout
+    1 << 5: "URX",  # retries exhausted
+    1 << 6: "DI",  # fault delay injected
+    1 << 7: "FI",  # fault abort injected
+    1 << 8: "RL",  # rate limited
+    1 << 9: "UC",  # upstream connection termination
+}
+
+
+class Timer:
+    """A reusable bare SimPy event: ``env.schedule(timer, NORMAL, delay)`` with a callback.
+
+    SimPy's ``Environment.step`` only needs ``callbacks`` and ``_ok`` of an
+    event; a slotted object is cheaper to create than ``simpy.Event``.
+    """
+
+    __slots__ = ("callbacks", "obj")
+    _ok = True
+
+    def __init__(self, obj: object = None) -> None:
+        self.callbacks: list | None = None
+        self.obj = obj
+
+
+class Attempt:
+    """One try of a request from a caller to one host; also its own SimPy event.
+
+    The attempt is scheduled on the SimPy heap for its sequential steps
+    (network legs, work, sleeps): at most one of those is pending at a time.
+    """
+
+    __slots__ = (
+        "callbacks",  # SimPy event protocol
+        "rid",  # end-to-end request id
+        "caller",  # caller code: host id >= 0, or -(source index + 1)
+        "czone",  # caller zone (None when unknown)
+        "service",  # destination ServiceRT
+        "host",  # Host or None (local reply)
+        "try_no",
+        "t_send",
+        "t_arrive",
+        "t_start",
+        "t_done",
+        "status",
+        "flags",
+        "pc",
+        "holding",
+        "pending",
+        "child_failed",
+        "optional",
+        "attrs",
+        "depth",
+        "parent",
+        "on_resp",
+        "script",
+    )
+    _ok = True
+
+    def __init__(self) -> None:
+        self.callbacks = None
+        self.t_arrive = -1.0
+        self.t_start = -1.0
+        self.t_done = -1.0
+        self.status = 0
+        self.flags = 0
+        self.pc = 0
+        self.holding = False
+        self.pending = 0
+        self.child_failed = False
+        self.optional = False
+        self.try_no = 1
+
+
+class Host:
+    """A replica: a FCFS pool of ``workers`` and a waiting room of ``queue`` places."""
+
+    __slots__ = ("hid", "index", "ver", "zone", "workers", "busy", "queue", "qcap")
+
+    def __init__(self, hid: int, index: int, ver: VersionRT, zone: str | None, workers: int, qcap: int | None):
+        self.hid = hid
+        self.index = index
+        self.ver = ver
+        self.zone = zone
+        self.workers = workers
+        self.busy = 0
+        self.queue: deque = deque()
+        self.qcap = qcap  # None: unlimited
+
+
+class VersionRT:
+    """A version (subset) of a service with its hosts and its per-second counters."""
+
+    __slots__ = (
+        "vid", "service", "name", "spec", "hosts", "blocking", "script", "sample", "errdraw",
+        "busy", "area", "last", "in_flight", "arrivals", "completions", "errors", "rr",
+        "ts_in_flight", "ts_queue", "ts_area", "hist", "status_counts", "simple",
+    )
+
+    def __init__(self, vid: int, service: ServiceRT, name: str, spec: object) -> None:
+        self.vid = vid
+        self.service = service
+        self.name = name
+        self.spec = spec
+        self.hosts: list[Host] = []
+        self.blocking = True
+        self.script: tuple = ()
+        self.sample = None
+        self.errdraw = None
+        self.busy = 0  # busy workers over all hosts
+        self.area = 0.0  # integral of busy over time
+        self.last = 0.0
+        self.in_flight = 0
+        self.arrivals: list[int] = []
+        self.completions: list[int] = []
+        self.errors: list[int] = []
+        self.ts_in_flight: list[int] = []
+        self.ts_queue: list[int] = []
+        self.ts_area: list[float] = []
+        self.rr = 0
+        self.hist = None  # summary mode: caller-observed latency histogram
+        self.status_counts: dict[int, int] = {}
+        self.simple = False
+
+    @property
+    def workers_total(self) -> int:
+        return sum(h.workers for h in self.hosts)
+
+
+class ServiceRT:
+    """A destination service: its versions, all hosts, and the caller-side routing."""
+
+    __slots__ = ("name", "versions", "by_name", "hosts", "router", "rr")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.versions: list[VersionRT] = []
+        self.by_name: dict[str, VersionRT] = {}
+        self.hosts: list[Host] = []
+        self.router = None
+        self.rr = 0
+
+
+class CallRT:
+    """A compiled call step."""
+
+    __slots__ = ("service", "probability", "optional", "path", "method", "headers")
+
+    def __init__(self, service: ServiceRT, probability: float, optional: bool, path: str | None,
+                 method: str | None, headers: dict[str, str]) -> None:
+        self.service = service
+        self.probability = probability
+        self.optional = optional
+        self.path = path
+        self.method = method
+        self.headers = headers
