@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from meshsim.sim._engine import Simulation
 from meshsim.sim._histogram import LogHistogram
+from meshsim.sim._output import summary_json, write_run
 from meshsim.sim._random import Streams
 from meshsim.sim._result import RunResult, RunSet, combine_summaries
 from meshsim.sim._traffic import RateSchedule, expected_requests
@@ -30,6 +31,8 @@ __all__ = [
     "RateSchedule",
     "combine_summaries",
     "expected_requests",
+    "write_run",
+    "summary_json",
 ]
 
 

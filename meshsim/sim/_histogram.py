@@ -2,8 +2,8 @@
 
 ``LogHistogram`` keeps a fixed array of log-linear bucket counts (HDR-histogram
 style) plus the exact count, sum, minimum and maximum, so ten million latencies
-cost the same memory as ten: about 360 kB of counts and a 65,536-value input
-buffer.
+cost the same memory as ten: 360 kB of counts and an input buffer of at most
+65,536 Python floats (about 2 MB while full).
 
 Bucket layout
 -------------

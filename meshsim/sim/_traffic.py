@@ -11,11 +11,14 @@ from __future__ import annotations
 import math
 from itertools import chain
 
+from meshsim._exceptions import SimulationError
 from meshsim.sim._runtime import Timer
 
 __all__ = ["build_sources", "RateSchedule"]
 
 NORMAL = 1
+#: consecutive zero-duration request cycles of one closed-loop source before the run is refused
+ZERO_TIME_CYCLES = 100_000
 
 
 class RateSchedule:
@@ -233,6 +236,7 @@ class ClosedLoopSource(_Source):
         from meshsim.sim._engine import _sampler
 
         self.users = int(spec.users)
+        self.zero_cycles = 0
         think = spec.think
         self.think = None if think is None else _sampler(think, sim.streams.get("think", spec.name))
         self.end = sim.duration
@@ -252,6 +256,15 @@ class ClosedLoopSource(_Source):
         sim = self.sim
         now = sim.env._now
         d = self.think() if self.think is not None else 0.0
+        if d == 0.0 and now == att.t_send:
+            # a cycle without simulated time: guard against a loop that never lets the clock move
+            self.zero_cycles += 1
+            if self.zero_cycles > ZERO_TIME_CYCLES:
+                raise SimulationError(
+                    f"traffic.{self.name}: closed-loop users cycle without simulated time passing "
+                    f"(zero think time and zero latency on the whole path); give `think` or a latency > 0")
+        else:
+            self.zero_cycles = 0
         if now + d < self.end:
             t = Timer(self)
             t.callbacks = [self._fire]

@@ -1,0 +1,680 @@
+"""HTTP routing: route matching and weighted version choice, as Envoy does it.
+
+Three layers, as every file in :mod:`meshsim.policies`:
+
+* **Config** — :class:`RoutingPolicy` holds an ordered list of :class:`Route`;
+  each route has OR-ed :class:`RouteMatch` entries (uri, headers, method; all
+  AND-ed inside one entry) and :class:`WeightedDestination` entries naming a
+  version (Istio *subset*) of the destination service with an integer weight.
+  Both meshsim's short spelling (``route: {v1: 90, v3: 10}``) and Istio's
+  (``route: [{destination: {host: reviews, subset: v1}, weight: 90}, ...]``)
+  are accepted, as are the keys ``http`` (for ``routes``) and ``path`` (for
+  ``uri``).
+* **Runtime** — :class:`Router` answers "which version serves this request?"
+  from the request's path, method and headers and one uniform draw. It is
+  engine-free: the caller hands it the draw from its routing stream.
+* **Envoy** — :func:`to_envoy` writes Envoy v3 ``config.route.v3.Route``
+  messages (one per match entry, as Istio does).
+
+Semantics (``api/envoy/config/route/v3/route_components.proto``, Istio
+``pilot/pkg/networking/core/route/route.go``):
+
+* Routes are tried in order; the **first** whose match passes wins. There is
+  no longest-prefix rule. No matching route → :meth:`Router.select` returns
+  ``None`` and the engine answers 404 with response flag ``NR``.
+* ``uri.prefix`` tests the whole ``:path`` (query string included);
+  ``uri.exact`` and ``uri.regex`` test the path with the query string removed.
+  Regexes must match the **whole** string (RE2 ``FullMatch``), for uris and
+  headers alike.
+* A missing header never matches ``exact``/``prefix``/``regex``/``present:
+  true``; ``present: false`` matches only a missing header.
+* The version is chosen once per request: ``u * total`` falls in the
+  cumulative interval of one destination, so a weight-0 destination is never
+  chosen (Envoy's ``random % total`` over ``[Σw_<i, Σw_≤i)``). Weights need
+  not sum to 100, but their sum must be positive.
+
+Simplifications: no ``case_sensitive``/``ignore_uri_case``, query-parameter,
+authority or ``withoutHeaders`` matchers; no redirects, rewrites or mirrors;
+destinations name versions of the destination service only (no cross-service
+routing). Regexes use Python's :mod:`re`; constructs RE2 lacks (look-around,
+back-references) are refused so that what is simulated can be exported.
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_right
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar
+
+from pydantic import Field, PrivateAttr, field_validator, model_validator
+
+from meshsim._exceptions import ConfigError
+from meshsim.policies._model import PolicyModel, refuse, suggest
+
+__all__ = [
+    "DEFAULT_VERSION",
+    "StringMatch",
+    "HeaderMatch",
+    "RouteMatch",
+    "WeightedDestination",
+    "Route",
+    "RoutingPolicy",
+    "Router",
+    "cluster_name",
+    "to_envoy",
+]
+
+#: The name of the one implicit version of a service that declares no versions.
+DEFAULT_VERSION = "default"
+
+_RE2_UNSUPPORTED = re.compile(r"\(\?(?:=|!|<=|<!)|\\[1-9]|\(\?P=")
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
+def _compile_regex(pattern: str) -> re.Pattern[str]:
+    if _RE2_UNSUPPORTED.search(pattern):
+        raise refuse(
+            f"regex {pattern!r} uses look-around or a back-reference, which Envoy's RE2 does not support"
+        )
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        raise refuse(f"{pattern!r} is not a valid regex: {exc}") from None
+
+
+class StringMatch(PolicyModel):
+    """Match a string (uri or method) exactly, by prefix or by a full regex.
+
+    Exactly one of the three is given. A plain string is shorthand for
+    ``{exact: ...}`` (``method: GET``).
+
+    Parameters
+    ----------
+    exact
+        The value must equal this.
+    prefix
+        The value must start with this.
+    regex
+        The whole value must match this regular expression (RE2 subset).
+
+    Examples
+    --------
+    >>> StringMatch.model_validate({"prefix": "/reviews"}).matches("/reviews/1")
+    True
+    >>> StringMatch.model_validate("GET").matches("POST")
+    False
+    """
+
+    exact: str | None = None
+    prefix: str | None = None
+    regex: str | None = None
+
+    _kinds: ClassVar[tuple[str, ...]] = ("exact", "prefix", "regex")
+    _pattern: re.Pattern[str] | None = PrivateAttr(default=None)
+
+    @classmethod
+    def _expand(cls, data: Any) -> Any:
+        return {"exact": data} if isinstance(data, str) else data
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> StringMatch:
+        given = [k for k in self._kinds if getattr(self, k) is not None]
+        if len(given) != 1:
+            what = "none" if not given else " and ".join(given)
+            raise refuse(f"give exactly one of {', '.join(self._kinds)}; got {what}")
+        if self.regex is not None:
+            self._pattern = _compile_regex(self.regex)
+        return self
+
+    @property
+    def kind(self) -> str:
+        """Which matcher is set: ``"exact"``, ``"prefix"``, ``"regex"`` (or ``"present"``)."""
+        for k in self._kinds:
+            if getattr(self, k) is not None:
+                return k
+        raise AssertionError("unreachable: validated model has one matcher")
+
+    def predicate(self) -> Callable[[str], bool]:
+        """A fast ``str -> bool`` function equivalent to :meth:`matches`."""
+        if self.exact is not None:
+            exact = self.exact
+            return lambda v: v == exact
+        if self.prefix is not None:
+            return _startswith(self.prefix)
+        pattern = self._pattern
+        assert pattern is not None
+        return lambda v: pattern.fullmatch(v) is not None
+
+    def matches(self, value: str) -> bool:
+        """Whether ``value`` passes this matcher."""
+        return self.predicate()(value)
+
+    def envoy_string_match(self) -> dict[str, Any]:
+        """Envoy ``type.matcher.v3.StringMatcher``."""
+        if self.regex is not None:
+            return {"safe_regex": {"regex": self.regex}}
+        if self.prefix is not None:
+            return {"prefix": self.prefix}
+        return {"exact": self.exact}
+
+
+def _startswith(prefix: str) -> Callable[[str], bool]:
+    return lambda v: v.startswith(prefix)
+
+
+class HeaderMatch(StringMatch):
+    """Match one request header: ``exact``, ``prefix``, ``regex`` or ``present``.
+
+    Parameters
+    ----------
+    present
+        ``true``: the header must be there (any value); ``false``: it must be
+        absent (Envoy ``present_match: false``).
+
+    Notes
+    -----
+    A missing header never passes ``exact``, ``prefix`` or ``regex``.
+    """
+
+    present: bool | None = None
+
+    _kinds: ClassVar[tuple[str, ...]] = ("exact", "prefix", "regex", "present")
+
+    def header_predicate(self) -> Callable[[str | None], bool]:
+        """A fast ``value-or-None -> bool`` function."""
+        if self.present is not None:
+            want = self.present
+            return lambda v: (v is not None) is want
+        inner = self.predicate()
+        return lambda v: v is not None and inner(v)
+
+    def matches(self, value: str | None) -> bool:  # type: ignore[override]
+        """Whether a header value (``None`` if absent) passes."""
+        return self.header_predicate()(value)
+
+    def envoy_header_matcher(self, name: str) -> dict[str, Any]:
+        """Envoy ``config.route.v3.HeaderMatcher``."""
+        if self.present is not None:
+            return {"name": name, "present_match": self.present}
+        return {"name": name, "string_match": self.envoy_string_match()}
+
+
+def _header_check(
+    name: str, pred: Callable[[str | None], bool]
+) -> Callable[[str, str, Mapping[str, str]], bool]:
+    return lambda p, meth, h: pred(h.get(name))
+
+
+class RouteMatch(PolicyModel):
+    """One match entry of a route; every condition given must pass (AND).
+
+    Parameters
+    ----------
+    uri
+        :class:`StringMatch` on the request path (also accepted as ``path``).
+    headers
+        Header name -> :class:`HeaderMatch`. Names are case-insensitive and
+        stored lower-case; a plain string value is an exact match.
+    method
+        :class:`StringMatch` on the HTTP method; ``GET`` means ``{exact: GET}``.
+    """
+
+    uri: StringMatch | None = None
+    headers: dict[str, HeaderMatch] = Field(default_factory=dict)
+    method: StringMatch | None = None
+
+    _synonyms: ClassVar[Mapping[str, str]] = {"path": "uri"}
+
+    @field_validator("headers", mode="before")
+    @classmethod
+    def _lower_names(cls, value: Any) -> Any:
+        if not isinstance(value, Mapping):
+            return value
+        out: dict[Any, Any] = {}
+        for name, match in value.items():
+            if isinstance(name, str) and name.startswith(":"):
+                raise refuse(f"pseudo-header {name!r} cannot be matched under headers; use method or uri")
+            if not isinstance(name, str) or not _HEADER_NAME.match(name):
+                raise refuse(f"{name!r} is not a header name")
+            if name.lower() in out:
+                raise refuse(f"header {name!r} is given twice (names are case-insensitive)")
+            out[name.lower()] = match
+        return out
+
+    @property
+    def is_catch_all(self) -> bool:
+        """True when the entry has no condition at all."""
+        return self.uri is None and not self.headers and self.method is None
+
+    def predicate(self) -> Callable[[str, str, Mapping[str, str]], bool] | None:
+        """A fast ``(path, method, headers) -> bool``; ``None`` when it always passes."""
+        checks: list[Callable[[str, str, Mapping[str, str]], bool]] = []
+        if self.method is not None:
+            m = self.method.predicate()
+            checks.append(lambda p, meth, h: m(meth))
+        if self.uri is not None:
+            u = self.uri.predicate()
+            if self.uri.prefix is not None:
+                checks.append(lambda p, meth, h: u(p))
+            else:
+                checks.append(lambda p, meth, h: u(p.partition("?")[0]))
+        for name, hm in self.headers.items():
+            checks.append(_header_check(name, hm.header_predicate()))
+        if not checks:
+            return None
+        if len(checks) == 1:
+            return checks[0]
+        every = tuple(checks)
+
+        def all_pass(path: str, method: str, headers: Mapping[str, str]) -> bool:
+            for check in every:
+                if not check(path, method, headers):
+                    return False
+            return True
+
+        return all_pass
+
+    def matches(self, path: str, method: str, headers: Mapping[str, str]) -> bool:
+        """Whether a request passes this entry (header names lower-case)."""
+        pred = self.predicate()
+        return True if pred is None else pred(path, method, headers)
+
+    def envoy_match(self) -> dict[str, Any]:
+        """Envoy ``config.route.v3.RouteMatch``."""
+        out: dict[str, Any]
+        if self.uri is None or self.uri.prefix is not None:
+            out = {"prefix": self.uri.prefix if self.uri is not None else "/"}
+        elif self.uri.exact is not None:
+            out = {"path": self.uri.exact}
+        else:
+            out = {"safe_regex": {"regex": self.uri.regex}}
+        headers = [hm.envoy_header_matcher(name) for name, hm in sorted(self.headers.items())]
+        if self.method is not None:
+            headers.insert(0, {"name": ":method", "string_match": self.method.envoy_string_match()})
+        if headers:
+            out["headers"] = headers
+        return out
+
+
+class WeightedDestination(PolicyModel):
+    """One version of the destination service and its share of the route.
+
+    Parameters
+    ----------
+    version
+        The version (Istio subset) name; ``"default"`` for a service that
+        declares no versions.
+    weight
+        Integer >= 0; a version's share is ``weight / sum(weights)``.
+    host
+        The Istio ``destination.host`` as written, if that spelling was used
+        (checked against the destination service by the scenario).
+
+    Notes
+    -----
+    Istio spelling ``{destination: {host: reviews, subset: v1, port: ...},
+    weight: 90}`` is accepted; ``port`` is read and ignored (meshsim
+    services have one port).
+    """
+
+    version: str = DEFAULT_VERSION
+    weight: int = Field(default=100, ge=0)
+    host: str | None = None
+
+    _synonyms: ClassVar[Mapping[str, str]] = {"subset": "version"}
+
+    @classmethod
+    def _expand(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            return {"version": data}
+        if isinstance(data, Mapping) and "destination" in data:
+            dest = data["destination"]
+            if not isinstance(dest, Mapping):
+                raise refuse(f"destination must be a mapping with host and subset; got {dest!r}")
+            for key in dest:
+                if key not in ("host", "subset", "port"):
+                    hint = suggest(key, ["host", "subset", "port"])
+                    raise refuse(f"unknown key {key!r} in destination{hint} (allowed: host, subset, port)")
+            out = {k: v for k, v in data.items() if k != "destination"}
+            if "host" in dest:
+                out["host"] = dest["host"]
+            if dest.get("subset") is not None:
+                out["version"] = dest["subset"]
+            return out
+        return data
+
+
+def _expand_route_destinations(value: Any) -> Any:
+    """``route:`` in any accepted spelling -> a list of destination mappings."""
+    if value is None or (isinstance(value, (Mapping, list, tuple)) and not value):
+        raise refuse("route is empty; name a version (route: v1) or weights (route: {v1: 90, v2: 10})")
+    if isinstance(value, str):
+        return [{"version": value, "weight": 100}]
+    if isinstance(value, Mapping):
+        if "destination" in value or "version" in value or "subset" in value:
+            return [value]
+        return [{"version": k, "weight": w} for k, w in value.items()]
+    if isinstance(value, Sequence):
+        items = list(value)
+        if len(items) > 1:
+            for i, item in enumerate(items):
+                if not (isinstance(item, Mapping) and "weight" in item):
+                    raise refuse(
+                        f"destination [{i}] {item!r} has no weight; "
+                        "give every destination a weight when a route has several"
+                    )
+        return items
+    return value
+
+
+class Route(PolicyModel):
+    """One HTTP route: when it matches, and how it splits traffic over versions.
+
+    Parameters
+    ----------
+    name
+        Optional route name (Envoy ``Route.name``).
+    match
+        List of :class:`RouteMatch`; the route matches if **any** entry
+        matches (OR). Empty or absent: it matches every request. A single
+        mapping is accepted for a one-entry list.
+    destinations
+        The weighted versions, written under the key ``route``: a version
+        name (``route: v1``, weight 100), a mapping ``{v1: 90, v3: 10}``, or
+        Istio's list ``[{destination: {host, subset}, weight}, ...]``.
+        Absent: the service's implicit ``"default"`` version.
+
+    Raises
+    ------
+    pydantic.ValidationError
+        Weights with a zero total, or a version named twice.
+    """
+
+    name: str | None = None
+    match: tuple[RouteMatch, ...] = ()
+    destinations: tuple[WeightedDestination, ...] = (WeightedDestination(),)
+
+    _synonyms: ClassVar[Mapping[str, str]] = {"route": "destinations"}
+
+    @field_validator("match", mode="before")
+    @classmethod
+    def _one_match(cls, value: Any) -> Any:
+        if value is None:
+            return ()
+        return [value] if isinstance(value, Mapping) else value
+
+    @field_validator("destinations", mode="before")
+    @classmethod
+    def _spellings(cls, value: Any) -> Any:
+        return _expand_route_destinations(value)
+
+    @model_validator(mode="after")
+    def _weights(self) -> Route:
+        if not self.destinations:
+            raise refuse("route has no destination; name at least one version", subpath="route")
+        seen: set[str] = set()
+        for d in self.destinations:
+            if d.version in seen:
+                raise refuse(f"version {d.version!r} is named twice", subpath="route")
+            seen.add(d.version)
+        if sum(d.weight for d in self.destinations) <= 0:
+            shown = ", ".join(f"{d.version}: {d.weight}" for d in self.destinations)
+            raise refuse(f"weights {{{shown}}} have a zero total; at least one weight must be > 0", "route")
+        return self
+
+    @property
+    def total_weight(self) -> int:
+        """Sum of the weights (> 0)."""
+        return sum(d.weight for d in self.destinations)
+
+    def shares(self) -> dict[str, float]:
+        """Version -> expected fraction of this route's requests."""
+        total = self.total_weight
+        return {d.version: d.weight / total for d in self.destinations}
+
+    def matches(self, path: str, method: str, headers: Mapping[str, str]) -> bool:
+        """Whether a request takes this route (ignoring earlier routes)."""
+        return not self.match or any(m.matches(path, method, headers) for m in self.match)
+
+
+class RoutingPolicy(PolicyModel):
+    """The ordered routes of one destination service (first match wins).
+
+    Accepts ``routes`` or Istio's key ``http``, or a bare list of routes.
+    """
+
+    routes: tuple[Route, ...] = ()
+
+    _synonyms: ClassVar[Mapping[str, str]] = {"http": "routes"}
+
+    @classmethod
+    def _expand(cls, data: Any) -> Any:
+        if isinstance(data, (list, tuple)):
+            return {"routes": data}
+        return data
+
+
+# --------------------------------------------------------------------------------------------------
+# runtime
+
+_Matcher = Callable[[str, str, Mapping[str, str]], bool]
+_Picker = Callable[[float], str]
+
+
+def _picker(route: Route) -> _Picker:
+    live = [d for d in route.destinations if d.weight > 0]
+    if len(live) == 1:
+        only = live[0].version
+        return lambda u: only
+    names = [d.version for d in live]
+    total = float(sum(d.weight for d in live))
+    cum: list[float] = []
+    acc = 0
+    for d in live:
+        acc += d.weight
+        cum.append(float(acc))
+    last = len(names) - 1
+
+    def pick(u: float) -> str:
+        i = bisect_right(cum, u * total)
+        return names[i if i < last else last]
+
+    return pick
+
+
+def _route_matcher(route: Route) -> _Matcher | None:
+    preds = []
+    for m in route.match:
+        p = m.predicate()
+        if p is None:
+            return None
+        preds.append(p)
+    if not preds:
+        return None
+    if len(preds) == 1:
+        return preds[0]
+    entries = tuple(preds)
+
+    def any_passes(path: str, method: str, headers: Mapping[str, str]) -> bool:
+        for entry in entries:
+            if entry(path, method, headers):
+                return True
+        return False
+
+    return any_passes
+
+
+class Router:
+    """Runtime route selection for one destination service.
+
+    Parameters
+    ----------
+    policy
+        The service's :class:`RoutingPolicy` (or a sequence of :class:`Route`).
+    versions
+        The versions the service has, to check every destination against.
+
+    Raises
+    ------
+    ConfigError
+        A route names a version not in ``versions``.
+
+    Notes
+    -----
+    Matchers are compiled to closures once; routes after the first
+    unconditional route can never match and are dropped. When the first
+    route is unconditional (the common case), :meth:`select` is a single
+    call of its weighted picker.
+
+    Examples
+    --------
+    >>> policy = RoutingPolicy.model_validate({"routes": [
+    ...     {"match": {"headers": {"end-user": {"exact": "jason"}}}, "route": "v2"},
+    ...     {"route": {"v1": 90, "v3": 10}}]})
+    >>> r = Router(policy, ["v1", "v2", "v3"])
+    >>> r.select("/", "GET", {"end-user": "jason"}, 0.95)
+    'v2'
+    >>> r.select("/", "GET", {}, 0.5), r.select("/", "GET", {}, 0.95)
+    ('v1', 'v3')
+    """
+
+    __slots__ = ("routes", "versions", "_compiled", "_first")
+
+    def __init__(self, policy: RoutingPolicy | Sequence[Route], versions: Sequence[str]) -> None:
+        routes = tuple(policy.routes if isinstance(policy, RoutingPolicy) else policy)
+        known = list(versions)
+        for i, route in enumerate(routes):
+            for j, d in enumerate(route.destinations):
+                if d.version not in known:
+                    raise ConfigError(
+                        f"routes[{i}].route[{j}]: {d.version!r} is not a version; versions: {', '.join(known)}",
+                        path=f"routes[{i}].route[{j}]",
+                    )
+        self.routes: tuple[Route, ...] = routes
+        self.versions: tuple[str, ...] = tuple(known)
+        compiled: list[tuple[_Matcher | None, _Picker]] = []
+        for route in routes:
+            matcher = _route_matcher(route)
+            compiled.append((matcher, _picker(route)))
+            if matcher is None:
+                break
+        self._compiled = tuple(compiled)
+        self._first: _Picker | None = compiled[0][1] if compiled and compiled[0][0] is None else None
+
+    def match(self, path: str, method: str, headers: Mapping[str, str]) -> int | None:
+        """Index in :attr:`routes` of the first route that matches, or ``None`` (404 ``NR``)."""
+        for i, (matcher, _) in enumerate(self._compiled):
+            if matcher is None or matcher(path, method, headers):
+                return i
+        return None
+
+    def pick(self, route_index: int, u: float) -> str:
+        """The version route ``route_index`` sends a request with uniform draw ``u`` to."""
+        return self._compiled[route_index][1](u)
+
+    def select(self, path: str, method: str, headers: Mapping[str, str], u: float) -> str | None:
+        """The version that serves the request, or ``None`` when no route matches.
+
+        Parameters
+        ----------
+        path
+            Request path, query string included (``/reviews/1?x=2``).
+        method
+            HTTP method (``GET``).
+        headers
+            Request headers with **lower-case** names.
+        u
+            A uniform draw in [0, 1) from the caller's routing stream; the
+            same ``u`` always gives the same version (common random numbers).
+        """
+        first = self._first
+        if first is not None:
+            return first(u)
+        for matcher, pick in self._compiled:
+            if matcher is None or matcher(path, method, headers):
+                return pick(u)
+        return None
+
+    def __repr__(self) -> str:
+        return f"Router(routes={len(self.routes)}, versions={list(self.versions)!r})"
+
+
+# --------------------------------------------------------------------------------------------------
+# Envoy
+
+
+def cluster_name(service: str, version: str, *, port: int = 80) -> str:
+    """Istio's cluster name for a version of a service.
+
+    The implicit ``"default"`` version is the whole service (empty subset).
+
+    Examples
+    --------
+    >>> cluster_name("reviews", "v1")
+    'outbound|80|v1|reviews'
+    >>> cluster_name("reviews", "default")
+    'outbound|80||reviews'
+    """
+    subset = "" if version == DEFAULT_VERSION else version
+    return f"outbound|{port}|{subset}|{service}"
+
+
+def to_envoy(
+    route: Route | RoutingPolicy,
+    *,
+    service: str,
+    cluster_name: Callable[[str, str], str] = cluster_name,
+) -> list[dict[str, Any]]:
+    """Envoy v3 ``config.route.v3.Route`` messages for a route (or a whole policy).
+
+    Parameters
+    ----------
+    route
+        One :class:`Route`, or a :class:`RoutingPolicy` (its routes in order).
+    service
+        The destination service, for cluster names.
+    cluster_name
+        ``(service, version) -> cluster name``; default Istio's
+        ``outbound|80|<version>|<service>``.
+
+    Returns
+    -------
+    list of dict
+        One Envoy route per match entry (Envoy has no OR inside a route; Istio
+        emits one route per ``match[]`` entry, in order), at least one.
+        One live destination → ``route.cluster``; several →
+        ``route.weighted_clusters.clusters[{name, weight}]`` with weight-0
+        destinations dropped, as Istio does.
+
+    Examples
+    --------
+    >>> r = Route.model_validate({"name": "jason", "match": {"headers": {"end-user": "jason"}},
+    ...                           "route": {"v2": 100}})
+    >>> to_envoy(r, service="reviews")  # doctest: +NORMALIZE_WHITESPACE
+    [{'name': 'jason',
+      'match': {'prefix': '/', 'headers': [{'name': 'end-user', 'string_match': {'exact': 'jason'}}]},
+      'route': {'cluster': 'outbound|80|v2|reviews'}}]
+    """
+    if isinstance(route, RoutingPolicy):
+        return [er for r in route.routes for er in to_envoy(r, service=service, cluster_name=cluster_name)]
+    live = [d for d in route.destinations if d.weight > 0]
+    action: dict[str, Any]
+    if len(live) == 1:
+        action = {"cluster": cluster_name(service, live[0].version)}
+    else:
+        action = {
+            "weighted_clusters": {
+                "clusters": [{"name": cluster_name(service, d.version), "weight": d.weight} for d in live]
+            }
+        }
+    matches = [m.envoy_match() for m in route.match] or [{"prefix": "/"}]
+    out = []
+    for m in matches:
+        er: dict[str, Any] = {}
+        if route.name is not None:
+            er["name"] = route.name
+        er["match"] = m
+        er["route"] = action
+        out.append(er)
+    return out
