@@ -171,17 +171,24 @@ def _baseline(name: str, n: int, seed: int) -> Callable[[], tuple[int, float]]:
     return run
 
 
+#: meshsim runs the queue in milliseconds (lambda = 3,600/s, mean service 1 ms): the same queue as
+#: lambda = 3.6, mu = 1 in the peers' time unit, at the time scale of a service mesh. meshsim samples
+#: its per-second timeseries once a simulated second, which would otherwise cost one event per 3.6
+#: customers here; waits are multiplied back by TIME_SCALE before they are compared.
+TIME_SCALE = 1000.0
+
+
 def mmc_scenario(n: int, seed: int, record: str = "full") -> dict:
-    """The meshsim scenario for the M/M/c queue: one station, c workers, ``n / lam`` seconds."""
+    """The meshsim scenario for the M/M/c queue: one station, c workers, ``n / lam`` time units (ms)."""
     scn = {
         "name": "mmc",
         "seed": seed,
-        "duration": n / LAM,
+        "duration": n / LAM / TIME_SCALE,
         "warmup": 0,
         "services": {"station": {"replicas": 1, "workers": C,
-                                 "latency": {"type": "exponential", "mean": 1.0 / MU}}},
+                                 "latency": {"type": "exponential", "mean": 1.0 / MU / TIME_SCALE}}},
         "network": {"latency": 0},
-        "traffic": [{"name": "poisson", "to": "station", "rate": LAM}],
+        "traffic": [{"name": "poisson", "to": "station", "rate": LAM * TIME_SCALE}],
     }
     if record != "full":
         scn["record"] = record
@@ -219,11 +226,11 @@ def _meshsim_waits(result) -> tuple[np.ndarray, float]:
     if att is None or "wait_s" not in att.columns:
         raise KeyError("RunResult.attempts has no wait_s column")
     att = att.sort_values("start_s", kind="stable")
-    waits = att["wait_s"].to_numpy(dtype=np.float64)[: max(0, len(att) - TAIL)]
+    waits = att["wait_s"].to_numpy(dtype=np.float64)[: max(0, len(att) - TAIL)] * TIME_SCALE
     waits = waits[np.isfinite(waits)]
     req = result.requests
     done = req[(req["status"] != 0) & np.isfinite(req["latency_s"])]
-    return waits, float(done["latency_s"].mean())
+    return waits, float(done["latency_s"].mean()) * TIME_SCALE
 
 
 def measure_mmc(n: int, repeats: int, seed: int = SEED) -> tuple[list[EngineRow], dict]:
@@ -395,8 +402,10 @@ def render_report(info: dict, args: argparse.Namespace, rows: list[EngineRow], e
     w(f"Median of {args.repeats} wall-clock run(s) per engine (`time.perf_counter`, `gc.collect()` before "
       "each run, engines taking turns), in one process; customers/CPU-s uses the median "
       "`time.process_time` of the same runs. The four peers follow simulation.md Part 2's "
-      f"two-stream convention (seed {args.seed}); meshsim draws from its own numpy streams and runs "
-      f"for n / λ = {n / LAM:,.1f} simulated seconds, so its customer count is the number of requests it "
+      f"two-stream convention (seed {args.seed}); meshsim draws from its own numpy streams, in milliseconds "
+      f"(λ = 3,600/s, mean service 1 ms: the same queue at a mesh's time scale; waits are reported back in "
+      f"the peers' unit), and runs "
+      f"for n / λ = {n / LAM / TIME_SCALE:,.1f} simulated seconds, so its customer count is the number of requests it "
       "actually generated.")
     w("")
     w("| engine | simulation.md row | median wall (s) | runs (s) | customers | customers/s | "

@@ -206,17 +206,7 @@ class Simulation:
              on_resp: Callable[[Attempt], None], rid: int, optional: bool = False) -> Attempt:
         """Send one request from a caller through its sidecar to ``service``."""
         env = self.env
-        att = Attempt()
-        att.rid = rid
-        att.caller = caller
-        att.czone = czone
-        att.service = service
-        att.parent = parent
-        att.attrs = attrs
-        att.depth = depth
-        att.on_resp = on_resp
-        att.optional = optional
-        att.t_send = env._now
+        att = Attempt(rid, caller, czone, service, parent, attrs, depth, on_resp, optional, env._now)
         router = service.router
         if router is None:
             hosts = service.hosts
@@ -484,16 +474,7 @@ class Simulation:
         service = src.service
         if service.router is None and self.net_zero and self.xz_delay is None:
             # fast path: no routing rules, no network delay (same steps as ``send``)
-            att = Attempt()
-            att.rid = rid
-            att.caller = src.code
-            att.czone = src.zone
-            att.service = service
-            att.parent = src
-            att.attrs = attrs
-            att.depth = 1
-            att.on_resp = src.on_resp
-            att.t_send = self.env._now
+            att = Attempt(rid, src.code, src.zone, service, src, attrs, 1, src.on_resp, False, self.env._now)
             hosts = service.hosts
             i = service.rr
             service.rr = i + 1

@@ -205,6 +205,7 @@ class Recorder:
             return None
         sim = self.sim
         a = self.att.array()
+        a = a[np.lexsort((a[:, 4], a[:, 0]))]  # by request, then by the time the caller sent it
         hosts = sim.hosts
         nsrc = len(sim.sources)
         # caller labels: sources first, then every host's service and version

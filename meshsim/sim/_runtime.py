@@ -83,8 +83,19 @@ class Attempt:
     )
     _ok = True
 
-    def __init__(self) -> None:
+    def __init__(self, rid: int, caller: int, czone, service, parent, attrs, depth: int, on_resp,
+                 optional: bool, t_send: float) -> None:
         self.callbacks = None
+        self.rid = rid
+        self.caller = caller
+        self.czone = czone
+        self.service = service
+        self.parent = parent
+        self.attrs = attrs
+        self.depth = depth
+        self.on_resp = on_resp
+        self.optional = optional
+        self.t_send = t_send
         self.t_arrive = -1.0
         self.t_start = -1.0
         self.t_done = -1.0
@@ -94,7 +105,6 @@ class Attempt:
         self.holding = False
         self.pending = 0
         self.child_failed = False
-        self.optional = False
         self.try_no = 1
 
 

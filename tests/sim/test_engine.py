@@ -259,3 +259,12 @@ def test_replications_give_confidence_intervals_that_cover_the_mean():
     assert lo < rs.summary["end_to_end"]["latency_s"]["mean"] < hi
     assert rs.summary["replications"] == 5
     assert set(rs.tables()["requests"]["replication"].unique()) == set(range(5))
+
+
+def test_closed_loop_without_any_simulated_time_is_refused_not_hung():
+    from meshsim import SimulationError
+
+    scn = scenario({"s": {"latency": {"type": "constant", "value": 0}}},
+                   traffic=[{"name": "tight", "to": "s", "users": 2}], duration=1.0)
+    with pytest.raises(SimulationError, match="traffic.tight: closed-loop users cycle without simulated time"):
+        simulate(scn)

@@ -51,7 +51,9 @@ def scenarios(draw):
     if draw(st.booleans()):
         traffic = [{"name": "open", "to": "s0", "rate": draw(st.sampled_from([20.0, 100.0, 400.0]))}]
     else:
-        traffic = [{"name": "closed", "to": "s0", "users": draw(st.integers(1, 20)), "think": draw(latencies)}]
+        # think time > 0: zero think time on a zero-latency path is refused (see test_engine)
+        think = draw(st.sampled_from([0.001, {"type": "exponential", "mean": 0.01}]))
+        traffic = [{"name": "closed", "to": "s0", "users": draw(st.integers(1, 20)), "think": think}]
     return parse_scenario({
         "name": "prop", "seed": draw(st.integers(0, 2**32 - 1)), "duration": 2.0, "drain": 1.0,
         "network": {"latency": draw(st.sampled_from([0.0, 0.0005]))},
