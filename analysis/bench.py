@@ -79,6 +79,7 @@ REFERENCE_RATES = {
     "heapq": ("e", 839_806, 820_566),
     "kw": ("e2", 2_588_023, 2_645_232),
 }
+MMC = ROOT / "scenarios" / "mmc.yaml"
 BOOKINFO = ROOT / "scenarios" / "bookinfo.yaml"
 
 
@@ -360,7 +361,8 @@ def measure_bookinfo(requests: int, scenario: Path = BOOKINFO) -> dict:
         sys.stderr.write(proc.stderr)
         return {"note": f"failed (exit {proc.returncode}: {tail})"}
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    out["peak_rss_kib"] = peak_kib
+    # the child's own peak (RUSAGE_CHILDREN is the maximum over every child this process has waited for)
+    out["peak_rss_kib"] = out.get("rss_self_kib", peak_kib)
     out["process_s"] = elapsed
     return out
 
@@ -506,7 +508,7 @@ def render_report(info: dict, args: argparse.Namespace, rows: list[EngineRow], e
         w(f"`{_rel(args.scenario)}` with `record: summary`, warmup 0 and duration "
           f"{b['duration_s']:,.1f} s (open-loop rate {b['rate_per_s']:,.1f}/s → {b['expected']:,.0f} "
           "expected requests), one run in a child process; wall time is `simulate()` alone, peak memory "
-          "is the child's maximum resident set (`getrusage(RUSAGE_CHILDREN).ru_maxrss`).")
+          "is the child's own maximum resident set (`getrusage(RUSAGE_SELF).ru_maxrss` in the child).")
         w("")
         w("| end-to-end requests | wall (s) | requests/s | peak RSS (MiB) | RSS after imports (MiB) | "
           "growth during the run (MiB) | success rate |")
@@ -516,6 +518,24 @@ def render_report(info: dict, args: argparse.Namespace, rows: list[EngineRow], e
         w(f"| {b['requests']:,} | {b['wall_s']:.2f} | {_fmt_rate(b['requests'] / b['wall_s'])} | "
           f"{b['peak_rss_kib'] / 1024:,.0f} | {b['rss_after_import_kib'] / 1024:,.0f} | "
           f"{(b['peak_rss_kib'] - b['rss_after_import_kib']) / 1024:,.0f} | {sr_cell} |")
+    w("")
+    w(f"## 3. Memory bound: {args.memory_requests:,} requests with `record: summary`")
+    w("")
+    mem = extra.get("memory")
+    if mem is None:
+        w("Skipped (`--skip-memory`).")
+    elif "note" in mem:
+        w(f"meshsim: {mem['note']}.")
+    else:
+        w(f"`{_rel(MMC)}` (one M/M/4 station) sized to {mem['expected']:,.0f} expected requests, "
+          "`record: summary` (bounded histograms, no rows), in a child process. The target is a "
+          "10-million-request run within 2 GB.")
+        w("")
+        w("| end-to-end requests | wall (s) | requests/s | peak RSS (MiB) | RSS after imports (MiB) | within 2 GB |")
+        w("|---:|---:|---:|---:|---:|:---:|")
+        w(f"| {mem['requests']:,} | {mem['wall_s']:.1f} | {_fmt_rate(mem['requests'] / mem['wall_s'])} | "
+          f"{mem['peak_rss_kib'] / 1024:,.0f} | {mem['rss_after_import_kib'] / 1024:,.0f} | "
+          f"{'yes' if mem['peak_rss_kib'] < 2 * 1024 * 1024 else '**no**'} |")
     w("")
     return "\n".join(out)
 
@@ -532,6 +552,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--bookinfo-requests", type=int,
                    help="end-to-end requests in the bookinfo run (default 1000000; --quick 20000)")
     p.add_argument("--skip-bookinfo", action="store_true", help="leave out section 2")
+    p.add_argument("--memory-requests", type=int,
+                   help="requests of the summary-only memory run (default 10000000; --quick 200000)")
+    p.add_argument("--skip-memory", action="store_true", help="leave out section 3")
     p.add_argument("--quick", action="store_true",
                    help="smoke test: smaller defaults (n = 20000, 1 repeat, 20000 bookinfo requests)")
     p.add_argument("--check", action="store_true",
@@ -548,7 +571,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.bookinfo_child is not None:
         return _bookinfo_child(args.bookinfo_child, args.scenario)
-    for name, full, quick in (("n", 200_000, 20_000), ("repeats", 3, 1), ("bookinfo_requests", 1_000_000, 20_000)):
+    for name, full, quick in (("n", 200_000, 20_000), ("repeats", 3, 1), ("bookinfo_requests", 1_000_000, 20_000),
+                              ("memory_requests", 10_000_000, 200_000)):
         if getattr(args, name) is None:
             setattr(args, name, quick if args.quick else full)
     if args.n <= TAIL or args.repeats < 1:
@@ -560,6 +584,7 @@ def main(argv: list[str] | None = None) -> int:
     rows, extra = measure_mmc(args.n, args.repeats, args.seed)
     info["load_after"] = f"{os.getloadavg()[0]:.2f}"
     bookinfo = None if args.skip_bookinfo else measure_bookinfo(args.bookinfo_requests, args.scenario)
+    extra["memory"] = None if args.skip_memory else measure_bookinfo(args.memory_requests, MMC)
     report = render_report(info, args, rows, extra, bookinfo)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(report, encoding="utf-8")
