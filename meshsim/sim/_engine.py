@@ -104,8 +104,10 @@ class Simulation:
         self._rec_attempt = self.recorder.attempt
         self._rec_entry = self.recorder.entry
         self.sources = build_sources(self)
+        self.recorder.open = self.open_requests
         for src in self.sources:
-            src.on_resp = self._request_done_closed if src.closed else self._request_done
+            src.on_resp = self._request_done_closed if src.closed else self.recorder.entry_open
+            src.direct = src.service.router is None and self.direct
 
     # ------------------------------------------------------------------ assembly
     def _build_services(self, nslots: int) -> None:
@@ -116,7 +118,7 @@ class Simulation:
         self.versions: list[VersionRT] = []
         self.hosts: list[Host] = []
         for sname, sspec in scn.services.items():
-            svc = ServiceRT(sname)
+            svc = ServiceRT(sname, len(self.services))
             self.services[sname] = svc
             for vname, rv in sspec.resolved_versions(sname).items():
                 v = VersionRT(len(self.versions), svc, vname, rv)
@@ -200,6 +202,8 @@ class Simulation:
         self.net_delay = _sampler(lat, self.streams.get("network", "latency"))
         xz_zero = getattr(xz, "type", None) == "constant" and float(xz.value) == 0.0
         self.xz_delay = None if xz_zero else _sampler(xz, self.streams.get("network", "cross_zone"))
+        #: no network delay on any leg: responses and arrivals happen in the same callback
+        self.direct = self.net_zero and self.xz_delay is None
 
     # ------------------------------------------------------------------ caller side
     def send(self, caller: int, czone: str | None, parent, service: ServiceRT, attrs, depth: int,
@@ -231,7 +235,7 @@ class Simulation:
             host = hosts[i % len(hosts)]
         att.host = host
         att.script = host.ver.script
-        if self.net_zero and (self.xz_delay is None or czone == host.zone):
+        if self.direct or (self.net_zero and czone == host.zone):
             self._arrive(att)
         else:
             d = 0.0 if self.net_zero else self.net_delay()
@@ -306,7 +310,7 @@ class Simulation:
         v.completions[int(now)] += 1
         if h.queue:
             self._start(h.queue.popleft(), h, now)
-        if self.net_zero and (self.xz_delay is None or att.czone == h.zone):
+        if self.direct or (self.net_zero and att.czone == h.zone):
             att.on_resp(att)
         else:
             d = 0.0 if self.net_zero else self.net_delay()
@@ -458,7 +462,7 @@ class Simulation:
         v.completions[sec] += 1
         if att.status >= 400:
             v.errors[sec] += 1
-        if self.net_zero and (self.xz_delay is None or att.czone == att.host.zone):
+        if self.direct or (self.net_zero and att.czone == att.host.zone):
             att.on_resp(att)
         else:
             d = 0.0 if self.net_zero else self.net_delay()
@@ -472,7 +476,7 @@ class Simulation:
         """A traffic source issues one end-to-end request."""
         rid = next(self._rid)
         service = src.service
-        if service.router is None and self.net_zero and self.xz_delay is None:
+        if src.direct:
             # fast path: no routing rules, no network delay (same steps as ``send``)
             att = Attempt(rid, src.code, src.zone, service, src, attrs, 1, src.on_resp, False, self.env._now)
             hosts = service.hosts

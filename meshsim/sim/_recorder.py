@@ -33,6 +33,9 @@ _CHUNK = 65536
 _ATT_COLS = ["request_id", "caller", "host", "attempt", "t_send", "t_arrive", "t_start", "t_done", "t_end",
              "status", "flags"]
 _REQ_COLS = ["request_id", "source", "start_s", "end_s", "status", "attempts", "flags"]
+#: flag bit of an attempt row that is also its request's whole story (one try, answered): the
+#: request row is derived from it when the tables are built instead of being recorded twice
+SOLE = 1 << 30
 
 
 class _Rows:
@@ -87,7 +90,7 @@ class _Group:
         lat = np.array(self.lat, dtype=np.float64)
         self.hist.add_array(lat[st != 0])
         codes, counts = np.unique(st, return_counts=True)
-        for c, k in zip(codes.tolist(), counts.tolist()):
+        for c, k in zip(codes.tolist(), counts.tolist(), strict=True):
             self.status[c] = self.status.get(c, 0) + k
         self.lat = []
         self.st = []
@@ -114,36 +117,50 @@ class Recorder:
             self.g_svc_local = {name: _Group() for name in sim.services}  # answers without a host
             self.attempt = self._attempt_summary
             self.entry = self._entry_summary
+            self.entry_open = self._entry_open_summary
         else:
             self.attempt = self._attempt_full
             self.entry = self._entry_full
+            self.entry_open = self._entry_open_full
+        self.open: dict = {}
 
     # ------------------------------------------------------------------ hot path
     def _attempt_full(self, att) -> None:
         h = att.host
         rows = self.att.rows
         rows.append((
-            att.rid, att.caller, -1 - self.svc_index[att.service.name] if h is None else h.hid, att.try_no,
+            att.rid, att.caller, -1 - att.service.idx if h is None else h.hid, att.try_no,
             att.t_send, att.t_arrive, att.t_start, att.t_done, self.sim.env._now, att.status, att.flags,
         ))
         if len(rows) >= _CHUNK:
             self.att.pack()
 
-    def _entry_full(self, att) -> None:
-        """An entry attempt answered its end-to-end request: one attempt row and one request row."""
-        now = self.sim.env._now
+    def _entry_open_full(self, att) -> None:
+        """An open-loop request is answered: it is no longer open, and its row is recorded."""
+        self.open.pop(att.rid, None)
         h = att.host
         rows = self.att.rows
         rows.append((
-            att.rid, att.caller, -1 - self.svc_index[att.service.name] if h is None else h.hid, att.try_no,
-            att.t_send, att.t_arrive, att.t_start, att.t_done, now, att.status, att.flags,
+            att.rid, att.caller, -1 - att.service.idx if h is None else h.hid, att.try_no,
+            att.t_send, att.t_arrive, att.t_start, att.t_done, self.sim.env._now, att.status, att.flags | SOLE,
         ))
         if len(rows) >= _CHUNK:
             self.att.pack()
-        rows = self.req.rows
-        rows.append((att.rid, att.parent.index, att.t_send, now, att.status, att.try_no, att.flags))
+
+    def _entry_open_summary(self, att) -> None:
+        self.open.pop(att.rid, None)
+        self._entry_summary(att)
+
+    def _entry_full(self, att) -> None:
+        """An entry attempt answered its end-to-end request by itself: one row, marked ``SOLE``."""
+        h = att.host
+        rows = self.att.rows
+        rows.append((
+            att.rid, att.caller, -1 - att.service.idx if h is None else h.hid, att.try_no,
+            att.t_send, att.t_arrive, att.t_start, att.t_done, self.sim.env._now, att.status, att.flags | SOLE,
+        ))
         if len(rows) >= _CHUNK:
-            self.req.pack()
+            self.att.pack()
 
     def _attempt_summary(self, att) -> None:
         if att.t_send < self.warmup:
@@ -181,77 +198,25 @@ class Recorder:
         self.req.rows.append((att.rid, att.parent.index, att.t_send, math.nan, 0, att.try_no, att.flags))
 
     # ------------------------------------------------------------------ tables
-    def requests_frame(self) -> pd.DataFrame | None:
-        if self.summary_only:
-            return None
-        a = self.req.array()
-        order = np.argsort(a[:, 0], kind="stable")
-        a = a[order]
-        names = [s.name for s in self.sim.sources]
-        df = pd.DataFrame({
-            "request_id": a[:, 0].astype(np.int64),
-            "source": pd.Categorical.from_codes(a[:, 1].astype(np.int64), categories=names),
-            "start_s": a[:, 2],
-            "end_s": a[:, 3],
-            "latency_s": a[:, 3] - a[:, 2],
-            "status": a[:, 4].astype(np.int16),
-            "attempts": a[:, 5].astype(np.int16),
-            "flags": _flag_strings(a[:, 6]),
-        })
-        return df
-
-    def attempts_frame(self) -> pd.DataFrame | None:
+    def tables(self) -> Tables | None:
+        """The recorded rows, packed (full mode), or None (summary mode)."""
         if self.summary_only:
             return None
         sim = self.sim
-        a = self.att.array()
-        a = a[np.lexsort((a[:, 4], a[:, 0]))]  # by request, then by the time the caller sent it
         hosts = sim.hosts
-        nsrc = len(sim.sources)
-        # caller labels: sources first, then every host's service and version
-        caller_codes = a[:, 1].astype(np.int64)
-        caller_idx = np.where(caller_codes < 0, -caller_codes - 1, nsrc + caller_codes)
-        caller_names = [s.name for s in sim.sources] + [h.ver.service.name for h in hosts]
-        caller_versions = [""] * nsrc + [h.ver.name for h in hosts]
-        code = a[:, 2].astype(np.int64)
-        hid = np.where(code >= 0, code, -1)
-        svc_names = list(sim.services)
-        svc_of_host = np.array([self.svc_index[h.ver.service.name] for h in hosts], dtype=np.int64)
-        svc = np.where(code >= 0, svc_of_host[np.maximum(code, 0)] if len(hosts) else 0, -code - 1)
-        ver_of_host = np.array([h.ver.vid for h in hosts] + [-1], dtype=np.int64)
-        rep_of_host = np.array([h.index for h in hosts] + [-1], dtype=np.int64)
         zone_names = sorted({h.zone for h in hosts if h.zone is not None})
         zone_code = {z: i for i, z in enumerate(zone_names)}
-        zone_of_host = np.array([zone_code.get(h.zone, -1) for h in hosts] + [-1], dtype=np.int64)
-        vnames = [v.name for v in sim.versions]
-        vid = ver_of_host[hid]  # hid == -1 picks the sentinel
-        vcats = sorted(set(vnames))
-        vcode = {n: i for i, n in enumerate(vcats)}
-        vmap = np.array([vcode[n] for n in vnames] + [-1], dtype=np.int64)
-        cn = sorted(set(caller_names))
-        cnc = {n: i for i, n in enumerate(cn)}
-        cmap = np.array([cnc[n] for n in caller_names], dtype=np.int64)
-        cvc = sorted(set(caller_versions))
-        cvcc = {n: i for i, n in enumerate(cvc)}
-        cvmap = np.array([cvcc[n] for n in caller_versions], dtype=np.int64)
-        df = pd.DataFrame({
-            "request_id": a[:, 0].astype(np.int64),
-            "caller": pd.Categorical.from_codes(cmap[caller_idx], categories=cn),
-            "caller_version": pd.Categorical.from_codes(cvmap[caller_idx], categories=cvc),
-            "service": pd.Categorical.from_codes(svc, categories=svc_names),
-            "version": pd.Categorical.from_codes(vmap[vid], categories=vcats),
-            "replica": rep_of_host[hid],
-            "zone": pd.Categorical.from_codes(zone_of_host[hid], categories=zone_names),
-            "attempt": a[:, 3].astype(np.int16),
-            "start_s": a[:, 4],
-            "wait_s": np.where((a[:, 6] >= 0) & (a[:, 5] >= 0), a[:, 6] - a[:, 5], np.nan),
-            "server_s": np.where((a[:, 7] >= 0) & (a[:, 5] >= 0), a[:, 7] - a[:, 5], np.nan),
-            "end_s": a[:, 8],
-            "latency_s": a[:, 8] - a[:, 4],
-            "status": a[:, 9].astype(np.int16),
-            "flags": _flag_strings(a[:, 10]),
-        })
-        return df
+        labels = _Labels(
+            sources=[s.name for s in sim.sources],
+            services=list(sim.services),
+            versions=[v.name for v in sim.versions],
+            host_service=np.array([h.ver.service.idx for h in hosts], dtype=np.int64),
+            host_version=np.array([h.ver.vid for h in hosts], dtype=np.int64),
+            host_replica=np.array([h.index for h in hosts], dtype=np.int64),
+            host_zone=np.array([zone_code.get(h.zone, -1) for h in hosts], dtype=np.int64),
+            zones=zone_names,
+        )
+        return Tables(self.req.array(), self.att.array(), labels)
 
     def timeseries_frame(self) -> pd.DataFrame:
         sim = self.sim
@@ -276,6 +241,150 @@ class Recorder:
         return df
 
 
+class _Labels:
+    """Names behind the integer codes of the rows."""
+
+    def __init__(self, *, sources, services, versions, host_service, host_version, host_replica, host_zone,
+                 zones) -> None:
+        self.sources = sources
+        self.services = services
+        self.versions = versions
+        self.host_service = host_service
+        self.host_version = host_version
+        self.host_replica = host_replica
+        self.host_zone = host_zone
+        self.zones = zones
+
+
+class Tables:
+    """A run's rows as packed float64 arrays; DataFrames are built on first access.
+
+    The summary reads the arrays directly; ``requests()`` and ``attempts()``
+    build (and keep) the labelled DataFrames when someone asks for them.
+    """
+
+    def __init__(self, explicit_requests: np.ndarray, attempts: np.ndarray, labels: _Labels) -> None:
+        a = attempts  # in completion order; the DataFrames are sorted when built
+        flags = a[:, 10].astype(np.int64)
+        sole = (flags & SOLE) != 0
+        self.att = a
+        self.att_flags = flags & ~SOLE
+        code = a[:, 2].astype(np.int64)
+        hid = np.where(code >= 0, code, -1)
+        lb = labels
+        host_service = np.append(lb.host_service, -1)
+        self.att_hid = hid
+        self.att_service = np.where(code >= 0, host_service[hid], -code - 1)
+        self.att_version = np.append(lb.host_version, -1)[hid]
+        self.sole = sole
+        self.explicit = explicit_requests
+        self.labels = labels
+        self._requests: pd.DataFrame | None = None
+        self._attempts: pd.DataFrame | None = None
+        self._req: np.ndarray | None = None
+
+    def _req_col(self, explicit_col: int, att_col: int) -> np.ndarray:
+        """One request column: the explicit rows, then those derived from sole attempts."""
+        derived = self.att[self.sole, att_col]
+        return np.concatenate([self.explicit[:, explicit_col], derived]) if len(self.explicit) else derived
+
+    @property
+    def req(self) -> np.ndarray:
+        """All request rows (explicit ones first), columns as ``_REQ_COLS``."""
+        if self._req is None:
+            s = self.att[self.sole]
+            derived = np.column_stack([s[:, 0], -s[:, 1] - 1, s[:, 4], s[:, 8], s[:, 9], s[:, 3],
+                                       self.att_flags[self.sole].astype(np.float64)])
+            self._req = np.concatenate([self.explicit, derived]) if len(self.explicit) else derived
+        return self._req
+
+    # numpy columns for the summary
+    @property
+    def req_start(self) -> np.ndarray:
+        return self._req_col(2, 4)
+
+    @property
+    def req_latency(self) -> np.ndarray:
+        return self._req_col(3, 8) - self._req_col(2, 4)
+
+    @property
+    def req_status(self) -> np.ndarray:
+        return self._req_col(4, 9).astype(np.int64)
+
+    @property
+    def req_source(self) -> np.ndarray:
+        if len(self.explicit):
+            return np.concatenate([self.explicit[:, 1], -self.att[self.sole, 1] - 1]).astype(np.int64)
+        return (-self.att[self.sole, 1] - 1).astype(np.int64)
+
+    @property
+    def att_start(self) -> np.ndarray:
+        return self.att[:, 4]
+
+    @property
+    def att_latency(self) -> np.ndarray:
+        return self.att[:, 8] - self.att[:, 4]
+
+    @property
+    def att_status(self) -> np.ndarray:
+        return self.att[:, 9].astype(np.int64)
+
+    def requests(self) -> pd.DataFrame:
+        if self._requests is None:
+            a = self.req[np.argsort(self.req[:, 0], kind="stable")]
+            self._requests = pd.DataFrame({
+                "request_id": a[:, 0].astype(np.int64),
+                "source": pd.Categorical.from_codes(a[:, 1].astype(np.int64), categories=self.labels.sources),
+                "start_s": a[:, 2],
+                "end_s": a[:, 3],
+                "latency_s": a[:, 3] - a[:, 2],
+                "status": a[:, 4].astype(np.int16),
+                "attempts": a[:, 5].astype(np.int16),
+                "flags": _flag_strings(a[:, 6]),
+            })
+        return self._requests
+
+    def attempts(self) -> pd.DataFrame:
+        if self._attempts is None:
+            order = np.lexsort((self.att[:, 4], self.att[:, 0]))  # by request, then by send time
+            a = self.att[order]
+            lb = self.labels
+            nsrc = len(lb.sources)
+            caller_codes = a[:, 1].astype(np.int64)
+            caller_idx = np.where(caller_codes < 0, -caller_codes - 1, nsrc + caller_codes)
+            caller_names = lb.sources + [lb.services[i] for i in lb.host_service]
+            caller_versions = [""] * nsrc + [lb.versions[i] for i in lb.host_version]
+            hid = self.att_hid[order]
+            vcats = sorted(set(lb.versions))
+            vcode = {n: i for i, n in enumerate(vcats)}
+            vmap = np.array([vcode[n] for n in lb.versions] + [-1], dtype=np.int64)
+            cn = sorted(set(caller_names))
+            cnc = {n: i for i, n in enumerate(cn)}
+            cmap = np.array([cnc[n] for n in caller_names], dtype=np.int64)
+            cvc = sorted(set(caller_versions))
+            cvcc = {n: i for i, n in enumerate(cvc)}
+            cvmap = np.array([cvcc[n] for n in caller_versions], dtype=np.int64)
+            t_arrive, t_start, t_done = a[:, 5], a[:, 6], a[:, 7]
+            self._attempts = pd.DataFrame({
+                "request_id": a[:, 0].astype(np.int64),
+                "caller": pd.Categorical.from_codes(cmap[caller_idx], categories=cn),
+                "caller_version": pd.Categorical.from_codes(cvmap[caller_idx], categories=cvc),
+                "service": pd.Categorical.from_codes(self.att_service[order], categories=lb.services),
+                "version": pd.Categorical.from_codes(vmap[self.att_version[order]], categories=vcats),
+                "replica": np.append(lb.host_replica, -1)[hid],
+                "zone": pd.Categorical.from_codes(np.append(lb.host_zone, -1)[hid], categories=lb.zones),
+                "attempt": a[:, 3].astype(np.int16),
+                "start_s": a[:, 4],
+                "wait_s": np.where((t_start >= 0) & (t_arrive >= 0), t_start - t_arrive, np.nan),
+                "server_s": np.where((t_done >= 0) & (t_arrive >= 0), t_done - t_arrive, np.nan),
+                "end_s": a[:, 8],
+                "latency_s": a[:, 8] - a[:, 4],
+                "status": a[:, 9].astype(np.int16),
+                "flags": _flag_strings(self.att_flags[order].astype(np.float64)),
+            })
+        return self._attempts
+
+
 def _flag_strings(codes: np.ndarray) -> pd.Categorical:
     from meshsim.sim._runtime import FLAG_NAMES
 
@@ -286,7 +395,7 @@ def _flag_strings(codes: np.ndarray) -> pd.Categorical:
         labels.append(",".join(name for bit, name in FLAG_NAMES.items() if int(u) & bit))
     cats = sorted(set(labels))
     code_of = {c: i for i, c in enumerate(cats)}
-    lut = {int(u): code_of[lab] for u, lab in zip(uniq, labels)}
+    lut = {int(u): code_of[lab] for u, lab in zip(uniq, labels, strict=True)}
     mapped = np.array([lut[int(x)] for x in uniq], dtype=np.int64)
     idx = np.searchsorted(uniq, ints)
     return pd.Categorical.from_codes(mapped[idx] if len(ints) else np.empty(0, np.int64), categories=cats)

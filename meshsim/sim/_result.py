@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -32,11 +32,11 @@ def _group(n: int, status: dict[int, int], lat_q: dict[str, float], mean: float,
 def _from_frame(status: np.ndarray, latency: np.ndarray, window: float) -> dict:
     n = len(status)
     codes, counts = np.unique(status.astype(np.int64), return_counts=True)
-    st = {int(c): int(k) for c, k in zip(codes, counts)}
+    st = {int(c): int(k) for c, k in zip(codes, counts, strict=True)}
     lat = latency[(status != 0) & np.isfinite(latency)]
     if len(lat):
         q = np.quantile(lat, list(QUANTILES.values()))
-        lq = {k: float(v) for k, v in zip(QUANTILES, q)}
+        lq = {k: float(v) for k, v in zip(QUANTILES, q, strict=True)}
         mean = float(lat.mean())
     else:
         lq = {k: math.nan for k in QUANTILES}
@@ -49,7 +49,7 @@ def _from_hist(g, window: float) -> dict:
     h = g.hist
     if h.count:
         q = h.quantile(list(QUANTILES.values()))
-        lq = {k: float(v) for k, v in zip(QUANTILES, q)}
+        lq = {k: float(v) for k, v in zip(QUANTILES, q, strict=True)}
         mean = float(h.mean)
     else:
         lq = {k: math.nan for k in QUANTILES}
@@ -72,7 +72,6 @@ def _envoy_stats(status: dict[str, int]) -> dict[str, int]:
     return out
 
 
-@dataclass
 class RunResult:
     """One replication's outcome.
 
@@ -94,30 +93,48 @@ class RunResult:
     summary
         Throughput, success rate, latency quantiles per source, service,
         version and end to end, over the measurement window.
+
+    Notes
+    -----
+    The rows are kept as packed arrays; the ``requests`` and ``attempts``
+    DataFrames are built the first time they are read.
     """
 
-    scenario: object
-    seed: int
-    replication: int
-    requests: pd.DataFrame | None
-    attempts: pd.DataFrame | None
-    timeseries: pd.DataFrame
-    summary: dict = field(default_factory=dict)
+    def __init__(self, scenario, seed: int, replication: int, tables, timeseries: pd.DataFrame,
+                 summary: dict) -> None:
+        self.scenario = scenario
+        self.seed = seed
+        self.replication = replication
+        self._tables = tables
+        self.timeseries = timeseries
+        self.summary = summary
+
+    @property
+    def requests(self) -> pd.DataFrame | None:
+        return None if self._tables is None else self._tables.requests()
+
+    @property
+    def attempts(self) -> pd.DataFrame | None:
+        return None if self._tables is None else self._tables.attempts()
 
     def tables(self) -> dict[str, pd.DataFrame | None]:
         return {"requests": self.requests, "attempts": self.attempts, "timeseries": self.timeseries}
 
+    def __repr__(self) -> str:
+        e2e = self.summary.get("end_to_end", {})
+        return (f"RunResult(scenario={getattr(self.scenario, 'name', '?')!r}, seed={self.seed}, "
+                f"replication={self.replication}, requests={e2e.get('requests')})")
+
     @classmethod
     def from_simulation(cls, sim) -> RunResult:
         rec = sim.recorder
-        requests = rec.requests_frame()
-        attempts = rec.attempts_frame()
+        tables = rec.tables()
         ts = rec.timeseries_frame()
-        summary = _summarize(sim, requests, attempts)
-        return cls(sim.scenario, sim.seed, sim.replication, requests, attempts, ts, summary)
+        summary = _summarize(sim, tables)
+        return cls(sim.scenario, sim.seed, sim.replication, tables, ts, summary)
 
 
-def _summarize(sim, requests: pd.DataFrame | None, attempts: pd.DataFrame | None) -> dict:
+def _summarize(sim, tables) -> dict:
     scn = sim.scenario
     window = sim.duration - sim.warmup
     out: dict = {
@@ -130,18 +147,20 @@ def _summarize(sim, requests: pd.DataFrame | None, attempts: pd.DataFrame | None
         "end_s": sim.t_end,
     }
     rec = sim.recorder
-    if requests is not None:
-        r = requests[requests["start_s"] >= sim.warmup]
-        out["end_to_end"] = _from_frame(r["status"].to_numpy(), r["latency_s"].to_numpy(), window)
+    full = tables is not None
+    if full:
+        keep = tables.req_start >= sim.warmup
+        r_status, r_lat, r_src = tables.req_status[keep], tables.req_latency[keep], tables.req_source[keep]
+        out["end_to_end"] = _from_frame(r_status, r_lat, window)
         out["sources"] = {}
         for i, src in enumerate(sim.sources):
-            rs = r[r["source"].cat.codes.to_numpy() == i]
-            out["sources"][src.name] = _from_frame(rs["status"].to_numpy(), rs["latency_s"].to_numpy(), window)
-        a = attempts[attempts["start_s"] >= sim.warmup]
-        svc_codes = a["service"].cat.codes.to_numpy()
-        ver = a["version"].astype(object).to_numpy()
-        status = a["status"].to_numpy()
-        lat = a["latency_s"].to_numpy()
+            m = r_src == i
+            out["sources"][src.name] = _from_frame(r_status[m], r_lat[m], window)
+        keep = tables.att_start >= sim.warmup
+        svc_codes = tables.att_service[keep]
+        ver = tables.att_version[keep]
+        status = tables.att_status[keep]
+        lat = tables.att_latency[keep]
     else:
         out["end_to_end"] = _merge_groups(rec.g_src, window)
         out["sources"] = {src.name: _from_hist(rec.g_src[i], window) for i, src in enumerate(sim.sources)}
@@ -150,12 +169,12 @@ def _summarize(sim, requests: pd.DataFrame | None, attempts: pd.DataFrame | None
     util = sim.utilization_window()
     for si, (sname, svc) in enumerate(sim.services.items()):
         vers = {}
-        if requests is not None:
+        if full:
             smask = svc_codes == si
             s_all = _from_frame(status[smask], lat[smask], window)
         for v in svc.versions:
-            if requests is not None:
-                m = smask & (ver == v.name)
+            if full:
+                m = smask & (ver == v.vid)
                 vs = _from_frame(status[m], lat[m], window)
             else:
                 vs = _from_hist(rec.g_ver[v.vid], window)
@@ -164,7 +183,7 @@ def _summarize(sim, requests: pd.DataFrame | None, attempts: pd.DataFrame | None
             vs["workers"] = v.hosts[0].workers if v.hosts else 0
             vers[v.name] = vs
             stats[f"{sname}|{v.name}"] = _envoy_stats(vs["status"])
-        if requests is None:
+        if not full:
             s_all = _merge_groups([rec.g_ver[v.vid] for v in svc.versions] + [rec.g_svc_local[sname]], window)
         total_workers = sum(v.workers_total for v in svc.versions)
         s_all["utilization"] = (sum(util[v.vid] * v.workers_total for v in svc.versions) / total_workers
@@ -279,7 +298,7 @@ class RunSet:
             if any(f is None for f in frames):
                 out[name] = None
                 continue
-            out[name] = pd.concat([f.assign(replication=r.replication) for f, r in zip(frames, self.results)],
+            out[name] = pd.concat([f.assign(replication=r.replication) for f, r in zip(frames, self.results, strict=True)],
                                   ignore_index=True)
         return out
 

@@ -166,10 +166,11 @@ class VersionRT:
 class ServiceRT:
     """A destination service: its versions, all hosts, and the caller-side routing."""
 
-    __slots__ = ("name", "versions", "by_name", "hosts", "router", "rr")
+    __slots__ = ("name", "idx", "versions", "by_name", "hosts", "router", "rr")
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, idx: int = 0) -> None:
         self.name = name
+        self.idx = idx
         self.versions: list[VersionRT] = []
         self.by_name: dict[str, VersionRT] = {}
         self.hosts: list[Host] = []
