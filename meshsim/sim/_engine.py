@@ -17,6 +17,7 @@ import math
 from collections.abc import Callable
 from heapq import heappush
 from itertools import count
+from typing import Any
 
 from meshsim._exceptions import SimulationError
 from meshsim.sim._env import MeshEnvironment
@@ -86,9 +87,9 @@ class Simulation:
         self.streams = Streams(self.seed, replication)
         self.env = MeshEnvironment()
         # direct access to the SimPy heap for the two hottest schedules (same entries as env.schedule)
-        self._queue = self.env._queue
+        self._queue: list[Any] = self.env._queue
         self._eid = self.env._eid
-        self._push = heappush
+        self._push: Callable[[list[Any], Any], None] = heappush
         self.duration = float(scenario.duration)
         self.warmup = float(scenario.warmup)
         self.end_time = self.duration + float(scenario.drain)
@@ -106,7 +107,7 @@ class Simulation:
         self.sources = build_sources(self)
         self.recorder.open = self.open_requests
         for src in self.sources:
-            src.on_resp = self._request_done_closed if src.closed else self.recorder.entry_open
+            src.on_resp = self._request_done_closed if src.closed else self.recorder.entry_open  # type: ignore[method-assign]
             src.direct = src.service.router is None and self.direct
 
     # ------------------------------------------------------------------ assembly
@@ -205,6 +206,10 @@ class Simulation:
         #: no network delay on any leg: responses and arrivals happen in the same callback
         self.direct = self.net_zero and self.xz_delay is None
 
+    def _schedule(self, event: Any, delay: float) -> None:
+        """``env.schedule(event, NORMAL, delay)`` for the engine's bare events (``Attempt``, ``Timer``)."""
+        self._push(self._queue, (self.env._now + delay, NORMAL, next(self._eid), event))
+
     # ------------------------------------------------------------------ caller side
     def send(self, caller: int, czone: str | None, parent, service: ServiceRT, attrs, depth: int,
              on_resp: Callable[[Attempt], None], rid: int, optional: bool = False) -> Attempt:
@@ -242,7 +247,7 @@ class Simulation:
             if self.xz_delay is not None and czone != host.zone:
                 d += self.xz_delay()
             att.callbacks = [self._arrive]
-            env.schedule(att, NORMAL, d)
+            self._schedule(att, d)
         return att
 
     # ------------------------------------------------------------------ callee side
@@ -285,7 +290,7 @@ class Simulation:
             att.t_start = now
         if v.simple:
             att.callbacks = [self._simple_done]
-            self.env.schedule(att, NORMAL, v.sample())
+            self._schedule(att, v.sample())
         else:
             self._advance(att)
 
@@ -317,7 +322,7 @@ class Simulation:
             if self.xz_delay is not None and att.czone != h.zone:
                 d += self.xz_delay()
             att.callbacks = [att.on_resp]
-            self.env.schedule(att, NORMAL, d)
+            self._schedule(att, d)
 
     def _release(self, att: Attempt) -> None:
         h = att.host
@@ -357,7 +362,7 @@ class Simulation:
                 sampler = step[1]
                 d = att.host.ver.sample() if sampler is None else sampler()
                 att.callbacks = [self._work_done]
-                self.env.schedule(att, NORMAL, d)
+                self._schedule(att, d)
                 return
             if kind == STEP_ERR:
                 status = att.host.ver.errdraw()
@@ -401,7 +406,7 @@ class Simulation:
                 return
             # STEP_SLEEP
             att.callbacks = [self._step_done]
-            self.env.schedule(att, NORMAL, step[1]())
+            self._schedule(att, step[1]())
             return
 
     def _child_attrs(self, att: Attempt, call: CallRT):
@@ -469,7 +474,7 @@ class Simulation:
             if self.xz_delay is not None and att.czone != att.host.zone:
                 d += self.xz_delay()
             att.callbacks = [att.on_resp]
-            self.env.schedule(att, NORMAL, d)
+            self._schedule(att, d)
 
     # ------------------------------------------------------------------ entry requests
     def start_request(self, src, attrs) -> None:
@@ -524,7 +529,7 @@ class Simulation:
 
     def _snapshot_area(self, timer: Timer) -> None:
         now = self.env._now
-        self._area_at[timer.obj] = [v.area + v.busy * (now - v.last) for v in self.versions]
+        self._area_at[str(timer.obj)] = [v.area + v.busy * (now - v.last) for v in self.versions]
 
     def utilization_window(self) -> list[float]:
         """Busy share of each version's workers over ``[warmup, duration)``."""
@@ -554,7 +559,7 @@ class Simulation:
         else:
             timer = Timer("warmup")
             timer.callbacks = [self._snapshot_area]
-            env.schedule(timer, 0, self.warmup)  # URGENT: before the other events at that instant
+            env.schedule(timer, 0, self.warmup)  # type: ignore[arg-type]  # URGENT: first at that instant
         chunks = 50
         for k in range(1, chunks + 1):
             env.run_until(self.duration * k / chunks)

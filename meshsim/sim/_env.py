@@ -26,7 +26,7 @@ class MeshEnvironment(simpy.Environment):
         pop = heappop
         while queue and queue[0][0] < t:
             self._now, _, _, event = pop(queue)
-            callbacks, event.callbacks = event.callbacks, None
+            callbacks, event.callbacks = event.callbacks, None  # type: ignore[assignment]
             for callback in callbacks:
                 callback(event)
             if not event._ok and not hasattr(event, "_defused"):

@@ -195,6 +195,18 @@ def _summarize(sim, tables) -> dict:
     return out
 
 
+class _Merged:
+    """Several groups added up (quacks like ``_Group`` for ``_from_hist``)."""
+
+    def __init__(self, hist, status: dict[int, int], n: int) -> None:
+        self.hist = hist
+        self.status = status
+        self.n = n
+
+    def flush(self) -> None:
+        pass
+
+
 def _merge_groups(groups, window: float) -> dict:
     from meshsim.sim._histogram import LogHistogram
 
@@ -208,13 +220,7 @@ def _merge_groups(groups, window: float) -> dict:
         for k, c in g.status.items():
             status[k] = status.get(k, 0) + c
 
-    class _G:
-        def flush(self) -> None:
-            pass
-
-    gg = _G()
-    gg.hist, gg.status, gg.n = h, status, n
-    return _from_hist(gg, window)
+    return _from_hist(_Merged(h, status, n), window)
 
 
 # ---------------------------------------------------------------------- replications

@@ -8,6 +8,8 @@ path stays a handful of attribute reads.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
+from typing import Any
 
 __all__ = ["Attempt", "Host", "VersionRT", "ServiceRT", "Timer", "STEP_WORK", "STEP_SLEEP", "STEP_CALL",
            "STEP_PAR", "STEP_ERR", "FLAG_NAMES"]
@@ -32,6 +34,10 @@ FLAG_NAMES: dict[int, str] = {
     1 << 8: "RL",  # rate limited
     1 << 9: "UC",  # upstream connection termination
 }
+
+
+def _no_sample() -> float:  # pragma: no cover - replaced when the version is built
+    raise RuntimeError("version without a latency sampler")
 
 
 class Timer:
@@ -83,9 +89,11 @@ class Attempt:
     )
     _ok = True
 
-    def __init__(self, rid: int, caller: int, czone, service, parent, attrs, depth: int, on_resp,
-                 optional: bool, t_send: float) -> None:
-        self.callbacks = None
+    def __init__(self, rid: int, caller: int, czone: str | None, service: ServiceRT, parent: Any, attrs: Any,
+                 depth: int, on_resp: Callable[[Attempt], None], optional: bool, t_send: float) -> None:
+        self.callbacks: list | None = None
+        self.host: Any = None  # Host, or None for a local reply (no host picked)
+        self.script: tuple = ()
         self.rid = rid
         self.caller = caller
         self.czone = czone
@@ -133,7 +141,7 @@ class VersionRT:
         "ts_in_flight", "ts_queue", "ts_area", "hist", "status_counts", "simple",
     )
 
-    def __init__(self, vid: int, service: ServiceRT, name: str, spec: object) -> None:
+    def __init__(self, vid: int, service: ServiceRT, name: str, spec: Any) -> None:
         self.vid = vid
         self.service = service
         self.name = name
@@ -141,8 +149,8 @@ class VersionRT:
         self.hosts: list[Host] = []
         self.blocking = True
         self.script: tuple = ()
-        self.sample = None
-        self.errdraw = None
+        self.sample: Callable[[], float] = _no_sample
+        self.errdraw: Callable[[], int] | None = None
         self.busy = 0  # busy workers over all hosts
         self.area = 0.0  # integral of busy over time
         self.last = 0.0
@@ -174,7 +182,7 @@ class ServiceRT:
         self.versions: list[VersionRT] = []
         self.by_name: dict[str, VersionRT] = {}
         self.hosts: list[Host] = []
-        self.router = None
+        self.router: Any = None
         self.rr = 0
 
 

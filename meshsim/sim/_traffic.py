@@ -127,6 +127,11 @@ class _Source:
     """Common part of the sources: entry service, attributes, counters."""
 
     closed = False
+    direct = False  # set by the engine: no routing rules and no network delay to the entry service
+    k = 0  # index of the next evenly spaced arrival
+
+    def start(self) -> None:
+        raise NotImplementedError
 
     def __init__(self, sim, index: int, spec) -> None:
         self.sim = sim
@@ -140,7 +145,7 @@ class _Source:
         self.path = spec.path or "/"
         self.method = spec.method or "GET"
         self.headers = _HeaderDraw(headers, sim.streams.uniforms("headers", spec.name)) if headers else None
-        self.fixed_attrs = None if (sim.need_attrs is False) else (self.path, self.method, {})
+        self.fixed_attrs: tuple | None = None if (sim.need_attrs is False) else (self.path, self.method, {})
         self.no_attrs = not sim.need_attrs
 
     def attrs(self):
@@ -152,6 +157,9 @@ class _Source:
 
     def on_done(self, att) -> None:  # open-loop sources ignore responses
         pass
+
+    def on_resp(self, att) -> None:  # replaced by the engine with its response handler
+        raise NotImplementedError
 
 
 class OpenLoopSource(_Source):
@@ -176,7 +184,7 @@ class OpenLoopSource(_Source):
         t = self._next_time(0.0, first=True)
         if t < self.end:
             self.timer.callbacks = [self._fire]
-            self.sim.env.schedule(self.timer, NORMAL, t)
+            self.sim._schedule(self.timer, t)
 
     def _next_time(self, t: float, first: bool = False) -> float:
         if self.constant:
@@ -247,7 +255,7 @@ class ClosedLoopSource(_Source):
             if d < self.end:
                 t = Timer(self)
                 t.callbacks = [self._fire]
-                self.sim.env.schedule(t, NORMAL, d)
+                self.sim._schedule(t, d)
 
     def _fire(self, _ev) -> None:
         self.sim.start_request(self, self.attrs())
@@ -268,7 +276,7 @@ class ClosedLoopSource(_Source):
         if now + d < self.end:
             t = Timer(self)
             t.callbacks = [self._fire]
-            sim.env.schedule(t, NORMAL, d)
+            sim._schedule(t, d)
 
 
 def build_sources(sim) -> list[_Source]:
