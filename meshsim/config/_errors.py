@@ -241,6 +241,37 @@ def _message(err: Mapping[str, Any], parts: list[str | int], parent: Any) -> tup
 _PRIORITY = {"meshsim": 0, "unknown_key": 0, "value_error": 0, "missing": 2}
 
 
+_LEADING_PATH = re.compile(r"^([A-Za-z_][\w-]*(?:\.[A-Za-z_][\w-]*|\[\d+\])*): ")
+
+
+def _config_error_inside(err: Mapping[str, Any]) -> tuple[list[str | int], str] | None:
+    """A ``ConfigError`` a policy module raised inside validation: (its path below the model, message).
+
+    Policy modules that read other spellings (Istio's ``connectionPool``, ...)
+    raise ``ConfigError("tcp.maxConnections: ...", path="tcp.maxConnections")``;
+    pydantic wraps it as a ``value_error`` at the model. The path goes into the
+    field path and out of the message, so the line reads like every other one.
+    """
+    if err.get("type") != "value_error":
+        return None
+    exc = (err.get("ctx") or {}).get("error")
+    if not isinstance(exc, ConfigError) or exc.source:
+        return None
+    message = str(exc)
+    path = exc.path
+    m = _LEADING_PATH.match(message)
+    if m is not None and (
+        not path or path == m.group(1) or path.startswith((m.group(1) + ".", m.group(1) + "["))
+    ):
+        path, message = m.group(1), message[m.end() :]
+    if not path:
+        return None
+    try:
+        return parse_path(path), message
+    except ValueError:
+        return None
+
+
 def problems_of(exc: ValidationError, raw: Any) -> list[Problem]:
     """Every distinct problem in a ``ValidationError``, in input order.
 
@@ -254,9 +285,14 @@ def problems_of(exc: ValidationError, raw: Any) -> list[Problem]:
         ctx = err.get("ctx") or {}
         if err["type"] == "meshsim" and ctx.get("subpath"):
             loc += tuple(parse_path(str(ctx["subpath"])))
+        inner = _config_error_inside(err)
+        if inner is not None:
+            loc += tuple(inner[0])
         parts, dropped_at = _walk(loc, raw)
         parent = _node_at(raw, parts[:-1]) if err["type"] == "extra_forbidden" else None
         message, where = _message(err, parts, parent)
+        if inner is not None:
+            message = inner[1]
         path = format_path(where)
         base = format_path(parts[:dropped_at]) if dropped_at is not None else path
         # rank: our own messages first, then deeper paths, then input order

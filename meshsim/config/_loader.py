@@ -12,7 +12,7 @@ import yaml
 from pydantic import ValidationError
 
 from meshsim._exceptions import ConfigError
-from meshsim.config._errors import config_error, format_path, parse_path
+from meshsim.config._errors import _vocabulary, config_error, format_path, parse_path
 from meshsim.config._scenario import Scenario
 from meshsim.policies._model import suggest
 
@@ -168,6 +168,16 @@ def _override_value(value: Any) -> Any:
 
 
 _SYNONYMS = {"routes": ("http",), "uri": ("path",), "destinations": ("route",), "route": ("destinations",)}
+
+
+def _alternatives(key: str) -> tuple[str, ...]:
+    """Other spellings of ``key`` that may be in the input (``circuit_breakers`` <-> ``connectionPool``)."""
+    synonyms = _vocabulary()[1]
+    out = list(_SYNONYMS.get(key, ())) + list(synonyms.get(key, ()))
+    out += [field for field, alts in synonyms.items() if key in alts]
+    return tuple(dict.fromkeys(a for a in out if a != key))
+
+
 # below these keys, a missing key is a name (service, version, ...), not a field to create
 _NAMED = ("services", "versions", "mesh")
 
@@ -192,7 +202,7 @@ def _locate(node: Any, key: str | int, dotted: str, *, create: bool) -> str | in
         return key
     if isinstance(key, int) and str(key) in node:
         return str(key)
-    for alt in _SYNONYMS.get(str(key), ()):
+    for alt in _alternatives(str(key)):
         if alt in node:
             return alt
     if create:
@@ -252,7 +262,8 @@ def apply_overrides(scenario: Scenario, overrides: Mapping[str, Any]) -> Scenari
         node: Any = data
         for i, key in enumerate(parts):
             final = i == len(parts) - 1
-            named = i > 0 and parts[i - 1] in _NAMED
+            # under mesh, missing names (services, versions) are created: validation checks them
+            named = i > 0 and parts[i - 1] in _NAMED and parts[0] != "mesh"
             if not isinstance(node, (dict, list)):
                 where = format_path(parts[:i])
                 raise ConfigError(

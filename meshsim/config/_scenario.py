@@ -3,8 +3,10 @@
 Every model is a frozen pydantic v2 model that refuses unknown keys (with a
 "did you mean" suggestion) and accepts the short spellings of the scenario
 file. The cross-field checks (calls to existing services, versions named in
-routes, call-graph cycles, warm-up shorter than the run, ...) run while the
-:class:`Scenario` is validated, so a :class:`Scenario` that exists is runnable.
+routes and mirrors, mesh subsets, call-graph cycles, warm-up shorter than the
+run, ...) run while the :class:`Scenario` is validated, so a :class:`Scenario`
+that exists is runnable. A :class:`MeshPolicy` resolves its route and cluster
+policies while it is validated, and refuses conflicts between blocks then.
 
 See ``docs/scenario.md`` for the file format with examples.
 """
@@ -12,6 +14,7 @@ See ``docs/scenario.md`` for the file format with examples.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -39,7 +42,23 @@ from meshsim.config._types import (
 )
 from meshsim.latency import Constant, ErrorModel, ErrorSpec, LatencyModel, LatencySpec
 from meshsim.policies._model import PolicyModel, refuse, suggest
-from meshsim.policies.routing import DEFAULT_VERSION, Route, RoutingPolicy
+from meshsim.policies.circuit_breaker import CircuitBreakerPolicy
+from meshsim.policies.fault import FaultPolicy, FractionalPercent
+from meshsim.policies.health_check import HealthCheckPolicy
+from meshsim.policies.load_balancer import ISTIO_DEFAULT_LB_POLICY, LoadBalancerPolicy
+from meshsim.policies.outlier import OutlierPolicy
+from meshsim.policies.rate_limit import RateLimitPolicy
+from meshsim.policies.retry import RetryBudget, RetryPolicy
+from meshsim.policies.routing import (
+    DEFAULT_VERSION,
+    Mirror,
+    OptionalRetryPolicy,
+    Route,
+    RoutingPolicy,
+    fold_mirror_percentage,
+    istio_hash_drops_previous_hosts,
+)
+from meshsim.policies.timeout import TimeoutPolicy
 from meshsim.units import format_duration, parse_fraction
 
 __all__ = [
@@ -56,6 +75,14 @@ __all__ = [
     "ScheduleSegment",
     "TrafficSource",
     "MeshPolicy",
+    "TrafficPolicy",
+    "Subset",
+    "RoutePolicies",
+    "ClusterPolicies",
+    "EMPTY_MESH_POLICY",
+    "DEFAULT_TIMEOUT_POLICY",
+    "DEFAULT_CIRCUIT_BREAKERS",
+    "DEFAULT_LOAD_BALANCER",
     "Scenario",
     "DEFAULT_NETWORK_LATENCY",
     "DEFAULT_DRAIN",
@@ -736,31 +763,603 @@ class TrafficSource(PolicyModel):
 # --------------------------------------------------------------------------------------------------
 # mesh
 
+#: What a route gets when no ``timeout`` is written: Envoy's 15 s route timeout, no per-try timeout.
+DEFAULT_TIMEOUT_POLICY = TimeoutPolicy()
+#: What a cluster gets when no ``circuit_breakers`` is written: Envoy's thresholds (1024/1024/1024/3).
+DEFAULT_CIRCUIT_BREAKERS = CircuitBreakerPolicy()
+#: What a cluster gets when no ``load_balancer`` is written: Envoy's ROUND_ROBIN, panic threshold 50 %.
+DEFAULT_LOAD_BALANCER = LoadBalancerPolicy()
+
+_ROUTE_FIELDS = ("timeout", "retries", "fault", "mirror")
+_CLUSTER_FIELDS = ("circuit_breakers", "outlier_detection", "load_balancer", "health_check")
+
+
+@dataclass(frozen=True)
+class RoutePolicies:
+    """The policies one route applies, resolved (what the engine builds a route from).
+
+    Returned by :meth:`MeshPolicy.route_policies`. A block written on the route
+    replaces the service-level block of the same name, whole; a block written
+    nowhere gets Envoy's default.
+
+    Attributes
+    ----------
+    timeout
+        :class:`~meshsim.policies.timeout.TimeoutPolicy`: the route timeout
+        (Envoy's **15 s** when none is written; 0 = disabled) **and the
+        route's one per-try (idle) timeout**, whichever block it was written in
+        (``timeout.per_try_timeout`` or ``retries.per_try_timeout`` /
+        Istio ``retries.perTryTimeout``; Envoy has a single
+        ``retry_policy.per_try_timeout``). Build the
+        :class:`~meshsim.policies.timeout.TimeoutState` from this alone.
+    retries
+        :class:`~meshsim.policies.retry.RetryPolicy`, or ``None``: no retry
+        policy, nothing is retried (also Istio's ``attempts: 0``). A policy
+        whose ``retry_on`` is empty is not ``active`` and retries nothing
+        either. Its ``retry_budget`` belongs to the cluster: read
+        :attr:`ClusterPolicies.retry_budget`.
+    fault
+        :class:`~meshsim.policies.fault.FaultPolicy`, or ``None``.
+    mirror
+        :class:`~meshsim.policies.routing.Mirror` (``version``, ``fraction``
+        in [0, 1], ``enabled(u)``), or ``None``.
+    """
+
+    timeout: TimeoutPolicy
+    retries: RetryPolicy | None
+    fault: FaultPolicy | None
+    mirror: Mirror | None
+
+
+@dataclass(frozen=True)
+class ClusterPolicies:
+    """The policies of one cluster (a version of the destination service), resolved.
+
+    Returned by :meth:`MeshPolicy.cluster_policies`. A block written under
+    ``versions.<v>`` (Istio ``subsets[].trafficPolicy``) replaces the
+    service-level block of the same name, whole.
+
+    Attributes
+    ----------
+    circuit_breakers
+        :class:`~meshsim.policies.circuit_breaker.CircuitBreakerPolicy`;
+        Envoy's defaults (1024 connections / pending / requests, 3 retries)
+        when none is written.
+    outlier_detection
+        :class:`~meshsim.policies.outlier.OutlierPolicy`, or ``None`` (no
+        outlier detection).
+    load_balancer
+        :class:`~meshsim.policies.load_balancer.LoadBalancerPolicy`; Envoy's
+        ROUND_ROBIN with a 50 % panic threshold when none is written. As
+        istiod writes the cluster: when the outlier block carries a panic
+        threshold (Istio's ``minHealthPercent``, 0 unless given, with Istio's
+        spelling) it is applied here; ``locality_lb`` failover is kept only
+        when the cluster has outlier detection (``distribute`` always), and a
+        disabled ``locality_lb`` is dropped.
+    health_check
+        :class:`~meshsim.policies.health_check.HealthCheckPolicy`, or ``None``.
+    retry_budget
+        The cluster's :class:`~meshsim.policies.retry.RetryBudget` (from the
+        ``retries`` blocks of the routes that send to this version), or
+        ``None``: ``circuit_breakers.max_retries`` limits concurrent retries.
+    """
+
+    circuit_breakers: CircuitBreakerPolicy
+    outlier_detection: OutlierPolicy | None
+    load_balancer: LoadBalancerPolicy
+    health_check: HealthCheckPolicy | None
+    retry_budget: RetryBudget | None = None
+
+
+#: Keys that make a load-balancer mapping Istio's ``LoadBalancerSettings``.
+_ISTIO_LB_KEYS = ("simple", "consistentHash", "localityLbSetting", "warmupDurationSecs", "warmup")
+
+
+def _istio_cluster_blocks(data: Any) -> Any:
+    """Read blocks written under Istio's keys as Istio's, even when their content alone would not say so.
+
+    The policy modules recognise Istio's spelling by the keys inside a block;
+    a block under ``connectionPool``, ``outlierDetection`` or ``loadBalancer``
+    is Istio's whatever it holds, and istiod's translation of it applies:
+    ``connectionPool: {}`` still gets Istio's thresholds, ``outlierDetection:
+    {}`` (or only ``interval``) still turns success-rate ejection and panic
+    off, and a load balancer in Istio's spelling without ``simple`` or
+    ``consistentHash`` is LEAST_REQUEST (istiod's ``UNSPECIFIED``).
+    """
+    if not isinstance(data, Mapping):
+        return data
+    out = dict(data)
+    cp = data.get("connectionPool")
+    if isinstance(cp, Mapping) and not cp:
+        out["connectionPool"] = {"tcp": {}}
+    od = data.get("outlierDetection")
+    if isinstance(od, Mapping) and set(od) <= {"interval"}:
+        out["outlierDetection"] = {**od, "minHealthPercent": 0}  # Istio's default, spelled out
+    for key in ("loadBalancer", "load_balancer"):
+        lb = data.get(key)
+        if not isinstance(lb, Mapping) or not (key == "loadBalancer" or any(k in lb for k in _ISTIO_LB_KEYS)):
+            continue
+        if lb.get("simple") == "UNSPECIFIED":
+            lb = {k: v for k, v in lb.items() if k != "simple"}
+        if not any(k in lb for k in ("simple", "consistentHash", "lb_policy", "type")):
+            lb = {**lb, "lb_policy": ISTIO_DEFAULT_LB_POLICY}
+        out[key] = lb
+    return out
+
+
+class TrafficPolicy(PolicyModel):
+    """The cluster policies of a version (Istio ``DestinationRule`` ``trafficPolicy``).
+
+    Used for ``mesh.<svc>.versions.<v>``, for Istio's
+    ``subsets[].trafficPolicy`` and for the service-level ``trafficPolicy``
+    wrapper.
+
+    Parameters
+    ----------
+    circuit_breakers
+        :class:`~meshsim.policies.circuit_breaker.CircuitBreakerPolicy`
+        (also Istio's ``connectionPool``).
+    outlier_detection
+        :class:`~meshsim.policies.outlier.OutlierPolicy` (also ``outlierDetection``).
+    load_balancer
+        :class:`~meshsim.policies.load_balancer.LoadBalancerPolicy` (also ``loadBalancer``).
+    health_check
+        :class:`~meshsim.policies.health_check.HealthCheckPolicy`.
+
+    Notes
+    -----
+    Under ``versions``, a key written (even as ``null``) replaces the
+    service-level block; ``null`` means "none for this version" (Envoy's
+    defaults for circuit breakers and load balancing).
+    """
+
+    circuit_breakers: CircuitBreakerPolicy | None = None
+    outlier_detection: OutlierPolicy | None = None
+    load_balancer: LoadBalancerPolicy | None = None
+    health_check: HealthCheckPolicy | None = None
+
+    _synonyms: ClassVar[Mapping[str, str]] = {
+        "connectionPool": "circuit_breakers",
+        "outlierDetection": "outlier_detection",
+        "loadBalancer": "load_balancer",
+    }
+
+    @classmethod
+    def _expand(cls, data: Any) -> Any:
+        return _istio_cluster_blocks(data)
+
+
+class Subset(PolicyModel):
+    """An Istio ``DestinationRule`` subset: a version and its cluster policies.
+
+    Parameters
+    ----------
+    name
+        The version (it must exist in the service).
+    labels
+        Optional; they must select exactly that version's replicas (the
+        version's labels, ``{version: <name>}`` unless it sets its own).
+    traffic_policy
+        :class:`TrafficPolicy` of the subset (``trafficPolicy``).
+    """
+
+    name: Name
+    labels: dict[str, str] | None = None
+    traffic_policy: TrafficPolicy | None = None
+
+    _synonyms: ClassVar[Mapping[str, str]] = {"trafficPolicy": "traffic_policy"}
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _labels(cls, value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {str(k): _header_value(v) for k, v in value.items()}
+        return value
+
+
+def _revalidated(policy: Any, **updates: Any) -> Any:
+    """A copy of a policy model with fields replaced, validated again (so derived state is rebuilt)."""
+    return type(policy).model_validate({**policy.model_dump(exclude_unset=True), **updates})
+
 
 class MeshPolicy(PolicyModel):
-    """Mesh policies for one destination service (Istio VirtualService-like).
+    """Mesh policies for one destination service (Istio VirtualService and DestinationRule).
+
+    Build it through the scenario (``mesh.<service>``); the engine reads it
+    through :meth:`route_policies`, :meth:`cluster_policies`,
+    :attr:`rate_limit` and :attr:`has_policies`.
 
     Parameters
     ----------
     routes
         Ordered :class:`~meshsim.policies.routing.Route` list (first match
-        wins); also accepted under Istio's key ``http``. Empty: requests are
-        spread over all the service's replicas.
+        wins), each with optional route-level ``timeout``, ``retries``,
+        ``fault``, ``mirror``; also accepted under Istio's key ``http``.
+        Empty: requests are spread over all the service's replicas.
+    timeout, retries, fault, mirror
+        Service-level defaults for every route (and for the implicit route of
+        a service without routes): :class:`~meshsim.policies.timeout.TimeoutPolicy`,
+        :class:`~meshsim.policies.retry.RetryPolicy`,
+        :class:`~meshsim.policies.fault.FaultPolicy`,
+        :class:`~meshsim.policies.routing.Mirror` (Istio's
+        ``mirrorPercentage`` next to ``mirror`` is read into it).
+    circuit_breakers, outlier_detection, load_balancer, health_check
+        Cluster policies for every version of the service (Istio spellings
+        ``connectionPool``, ``outlierDetection``, ``loadBalancer``; they may
+        be wrapped in ``trafficPolicy``).
+    rate_limit
+        :class:`~meshsim.policies.rate_limit.RateLimitPolicy`: a local rate
+        limit on the destination's **inbound** sidecars (one bucket per
+        replica).
+    versions
+        Version -> :class:`TrafficPolicy` overriding the cluster policies for
+        that version; Istio's ``subsets: [{name, labels, trafficPolicy}]`` is
+        read into it.
+
+    Notes
+    -----
+    Defaults are Envoy's: a block left out means no such policy, or Envoy's
+    default one (route timeout 15 s, circuit breakers 1024/1024/1024/3,
+    ROUND_ROBIN). Istio's defaults for blocks that are *absent* (no route
+    timeout, its default retry policy, LEAST_REQUEST, 4294967295 thresholds)
+    are the Istio importer's business, not the scenario's.
+
+    A block in Istio's spelling (written under ``connectionPool``,
+    ``outlierDetection``, ``loadBalancer``, or using Istio's field names such
+    as ``attempts``, ``consecutive5xxErrors``, ``simple``) is translated as
+    istiod translates that block, in-block defaults included: each is
+    validated by its policy module, which reads Istio's spelling (retries:
+    Istio's ``retryOn`` default and previous-hosts predicate, ``attempts: 0``
+    = no policy; connectionPool: 4294967295 thresholds, 10 s connect
+    timeout; outlierDetection: success-rate ejection off, panic threshold
+    ``minHealthPercent``); a load balancer without ``simple`` or
+    ``consistentHash`` is LEAST_REQUEST. istiod's cross-block rules are
+    applied on resolution: the outlier block's panic threshold goes into the
+    load balancer; locality failover is kept only with outlier detection; an
+    Istio-spelled ``retries`` block loses its previous-hosts predicate on a
+    route whose one destination uses consistent hashing (unless it sets
+    ``retryIgnorePreviousHosts``).
+
+    The resolved objects are computed, and every conflict refused, during
+    validation. Build a changed policy by validating again (or with
+    ``apply_overrides``), not with ``model_copy(update=...)``, which would
+    keep the old resolution.
+
+    Spellings are equal: the Istio form (``trafficPolicy``, ``subsets``,
+    ``connectionPool``, ...) and the meshsim form of the same policies give
+    equal ``MeshPolicy`` objects.
     """
 
     routes: tuple[Route, ...] = ()
+    timeout: TimeoutPolicy | None = None
+    retries: OptionalRetryPolicy = None
+    fault: FaultPolicy | None = None
+    mirror: Mirror | None = None
+    circuit_breakers: CircuitBreakerPolicy | None = None
+    outlier_detection: OutlierPolicy | None = None
+    load_balancer: LoadBalancerPolicy | None = None
+    health_check: HealthCheckPolicy | None = None
+    rate_limit: RateLimitPolicy | None = None
+    versions: dict[Name, TrafficPolicy] = Field(default_factory=dict)
+    # other spellings, folded into the fields above during validation
+    traffic_policy: TrafficPolicy | None = Field(default=None, repr=False)
+    subsets: tuple[Subset, ...] = Field(default=(), repr=False)
+    mirror_percentage: FractionalPercent | None = Field(default=None, repr=False)
 
-    _synonyms: ClassVar[Mapping[str, str]] = {"http": "routes"}
+    _synonyms: ClassVar[Mapping[str, str]] = {
+        "http": "routes",
+        "connectionPool": "circuit_breakers",
+        "outlierDetection": "outlier_detection",
+        "loadBalancer": "load_balancer",
+        "trafficPolicy": "traffic_policy",
+        "mirrorPercentage": "mirror_percentage",
+        "mirror_percent": "mirror_percentage",
+    }
+
+    _hash_drops_previous_hosts: bool = PrivateAttr(default=False)
+    # where things were written, for error paths: version -> "versions.v1" | "subsets[0]";
+    # service-level cluster block -> "circuit_breakers" | "traffic_policy.circuit_breakers"
+    _version_paths: dict[str, str] = PrivateAttr(default_factory=dict)
+    _block_paths: dict[str, str] = PrivateAttr(default_factory=dict)
+    _subset_labels: dict[str, dict[str, str]] = PrivateAttr(default_factory=dict)
+    # resolution results, computed (and checked) while validating
+    _route_results: tuple[RoutePolicies, ...] = PrivateAttr(default=())
+    _implicit_route: RoutePolicies | None = PrivateAttr(default=None)
+    _cluster_bases: dict[str | None, ClusterPolicies] = PrivateAttr(default_factory=dict)
+    _budgets: dict[str, RetryBudget] = PrivateAttr(default_factory=dict)
+    _clusters: dict[str | None, ClusterPolicies] = PrivateAttr(default_factory=dict)
 
     @classmethod
     def _expand(cls, data: Any) -> Any:
         if isinstance(data, (list, tuple)):
             return {"routes": data}
-        return data
+        return _istio_cluster_blocks(data)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _remember_spelling(cls, data: Any, handler: Any) -> MeshPolicy:
+        policy = handler(data)
+        if isinstance(data, Mapping) and istio_hash_drops_previous_hosts(data.get("retries")):
+            policy._hash_drops_previous_hosts = True
+            if policy._implicit_route is not None:  # already resolved without the flag
+                policy._resolve()
+        return policy
+
+    @field_validator("versions", mode="before")
+    @classmethod
+    def _versions(cls, value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {k: ({} if v is None else v) for k, v in value.items()}
+        return value
+
+    @model_validator(mode="after")
+    def _fold_and_resolve(self) -> MeshPolicy:
+        fold_mirror_percentage(self)
+        self._fold_traffic_policy()
+        self._fold_subsets()
+        self._resolve()
+        return self
+
+    # ---- other spellings -------------------------------------------------------------------------
+    def _fold_traffic_policy(self) -> None:
+        tp = self.traffic_policy
+        if tp is None:
+            return
+        for name in _CLUSTER_FIELDS:
+            if name not in tp.model_fields_set:
+                continue
+            if name in self.model_fields_set:
+                raise refuse(
+                    "this block is also given directly under the service; give it once "
+                    "(either at the top or under trafficPolicy)",
+                    f"traffic_policy.{name}",
+                )
+            self.__dict__[name] = getattr(tp, name)
+            self._block_paths[name] = f"traffic_policy.{name}"
+        self.__dict__["traffic_policy"] = None
+
+    def _fold_subsets(self) -> None:
+        versions: dict[str, TrafficPolicy] = {}
+        paths: dict[str, str] = {}
+        for vname, block in self.versions.items():
+            paths[vname] = f"versions.{vname}"
+            if block.model_fields_set:
+                versions[vname] = block
+        for i, subset in enumerate(self.subsets):
+            if subset.name in paths:
+                raise refuse(
+                    f"subset {subset.name!r} is given twice (also at {paths[subset.name]}); give it once",
+                    f"subsets[{i}].name",
+                )
+            paths[subset.name] = f"subsets[{i}]"
+            if subset.labels is not None:
+                self._subset_labels[subset.name] = dict(subset.labels)
+            tp = subset.traffic_policy
+            if tp is not None and tp.model_fields_set:
+                versions[subset.name] = tp
+        self.__dict__["versions"] = versions
+        self.__dict__["subsets"] = ()
+        self._version_paths = paths
+
+    # ---- resolution ------------------------------------------------------------------------------
+    def _resolve(self) -> None:
+        """Compute (and check) what every route and cluster resolves to."""
+        self._cluster_bases = {v: self._cluster_base(v) for v in (None, *self.versions)}
+        self._clusters = {}
+        self._route_results = tuple(self._route(i) for i in range(len(self.routes)))
+        self._implicit_route = self._route(None)
+        self._budgets = self._retry_budgets()
+
+    def _base_of(self, version: str | None) -> ClusterPolicies:
+        return self._cluster_bases[version if version in self.versions else None]
+
+    def _cluster_base(self, version: str | None) -> ClusterPolicies:
+        block = self.versions.get(version) if version is not None else None
+        where = ""
+        if block is not None and version is not None:
+            written = self._version_paths.get(version, f"versions.{version}")
+            where = f"{written}.traffic_policy." if written.startswith("subsets") else f"{written}."
+
+        def pick(name: str) -> tuple[Any, str]:
+            if block is not None and name in block.model_fields_set:
+                return getattr(block, name), f"{where}{name}"
+            return getattr(self, name), self._block_paths.get(name, name)
+
+        cb, _ = pick("circuit_breakers")
+        od, od_at = pick("outlier_detection")
+        lb, lb_at = pick("load_balancer")
+        hc, _ = pick("health_check")
+        if od is not None and od.healthy_panic_threshold is not None:
+            panic = od.healthy_panic_threshold
+            if lb is None:
+                lb = DEFAULT_LOAD_BALANCER.model_copy(update={"healthy_panic_threshold": panic})
+            elif "healthy_panic_threshold" not in lb.model_fields_set:
+                lb = lb.model_copy(update={"healthy_panic_threshold": panic})
+            elif lb.healthy_panic_threshold != panic:
+                raise refuse(
+                    f"healthy_panic_threshold {lb.healthy_panic_threshold:g} differs from the outlier block's "
+                    f"{panic:g} ({od_at}: Istio's minHealthPercent, 0 unless given); the cluster has one "
+                    "panic threshold: give it once",
+                    f"{lb_at}.healthy_panic_threshold",
+                )
+        lb = lb if lb is not None else DEFAULT_LOAD_BALANCER
+        locality = lb.locality_lb
+        if locality is not None and (not locality.enabled or od is None):
+            # istiod writes locality priorities only when enabled, and failover only with outlier detection
+            if locality.enabled and locality.distribute:
+                lb = lb.model_copy(update={"locality_lb": locality.model_copy(update={"failover": ()})})
+            else:
+                lb = lb.model_copy(update={"locality_lb": None})
+        return ClusterPolicies(
+            circuit_breakers=cb if cb is not None else DEFAULT_CIRCUIT_BREAKERS,
+            outlier_detection=od,
+            load_balancer=lb,
+            health_check=hc,
+        )
+
+    def _route(self, index: int | None) -> RoutePolicies:
+        route = self.routes[index] if index is not None else None
+        own = route.policy_fields if route is not None else frozenset()
+        here = f"routes[{index}]." if route is not None else ""
+
+        def pick(name: str) -> tuple[Any, str]:
+            if route is not None and name in own:
+                return getattr(route, name), f"{here}{name}"
+            return getattr(self, name), name
+
+        timeout, timeout_at = pick("timeout")
+        retries, retries_at = pick("retries")
+        fault, _ = pick("fault")
+        mirror, _ = pick("mirror")
+        # Envoy has one retry_policy.per_try_timeout (and per_try_idle_timeout): one value per route
+        updates: dict[str, float] = {}
+        for field in ("per_try_timeout", "per_try_idle_timeout"):
+            a = float(getattr(timeout, field)) if timeout is not None else 0.0
+            b = float(getattr(retries, field)) if retries is not None else 0.0
+            if a and b and a != b:
+                at = timeout_at if retries_at == "retries" else retries_at  # the route's own block if any
+                raise refuse(
+                    f"{field} is given twice with different values ({a:g}s at {timeout_at}, {b:g}s at "
+                    f"{retries_at}); Envoy has one retry_policy.{field} per route: give it once",
+                    f"{at}.{field}",
+                )
+            if b and not a:
+                updates[field] = b
+        resolved_timeout = timeout if timeout is not None else DEFAULT_TIMEOUT_POLICY
+        if updates:
+            resolved_timeout = resolved_timeout.model_copy(update=updates)
+        # istiod: an Istio-spelled retries block loses previous_hosts on a consistent-hash destination
+        drops = (
+            route.hash_drops_previous_hosts
+            if route is not None and "retries" in own
+            else self._hash_drops_previous_hosts
+        )
+        if drops and retries is not None and retries.previous_hosts:
+            if route is None:
+                hashing = self._base_of(None).load_balancer.is_hashing
+            elif len(route.destinations) == 1:
+                hashing = self._base_of(route.destinations[0].version).load_balancer.is_hashing
+            else:
+                hashing = False  # Istio sets a hash policy only on a route with one destination
+            if hashing:
+                retries = _revalidated(retries, retry_host_predicate=())
+        return RoutePolicies(timeout=resolved_timeout, retries=retries, fault=fault, mirror=mirror)
+
+    def _retry_budgets(self) -> dict[str, RetryBudget]:
+        """Version (``"*"``: every version, for the implicit route) -> the retry budget in force."""
+        out: dict[str, tuple[RetryBudget, str]] = {}
+        targets: list[tuple[RoutePolicies, Route | None, int | None]]
+        if self.routes:
+            targets = [(self._route_results[i], r, i) for i, r in enumerate(self.routes)]
+        else:
+            targets = [(self.route_policies(None), None, None)]
+        for rp, route, i in targets:
+            budget = rp.retries.retry_budget if rp.retries is not None else None
+            if budget is None or not budget.in_force:
+                continue
+            own = route is not None and "retries" in route.policy_fields
+            where = f"routes[{i}].retries.retry_budget" if own else "retries.retry_budget"
+            names = [d.version for d in route.destinations] if route is not None else ["*"]
+            for v in names:
+                prev = out.get(v)
+                if prev is None:
+                    out[v] = (budget, where)
+                elif (prev[0].percent, prev[0].min_concurrency) != (budget.percent, budget.min_concurrency):
+                    raise refuse(
+                        f"the retry budget differs from the one at {prev[1]} for version {v!r}; a retry "
+                        "budget belongs to the cluster (the version), so every route sending to it must "
+                        "give the same one, or none",
+                        where,
+                    )
+        return {v: b for v, (b, _) in out.items()}
+
+    # ---- the engine's view -----------------------------------------------------------------------
+    def route_policies(self, route_index: int | None) -> RoutePolicies:
+        """The timeout, retries, fault and mirror of one route.
+
+        Parameters
+        ----------
+        route_index
+            Index in :attr:`routes` (as :meth:`~meshsim.policies.routing.Router.match`
+            returns it), or ``None`` for the implicit route of a service
+            without routes.
+
+        Returns
+        -------
+        RoutePolicies
+            Route-level blocks over the service-level ones, Envoy's defaults
+            for the rest. The same object on every call.
+
+        Raises
+        ------
+        IndexError
+            ``route_index`` is not a route.
+        """
+        if route_index is None:
+            assert self._implicit_route is not None
+            return self._implicit_route
+        if not 0 <= route_index < len(self._route_results):
+            raise IndexError(
+                f"route index {route_index} is out of range (routes: {len(self._route_results)})"
+            )
+        return self._route_results[route_index]
+
+    def cluster_policies(self, version: str | None) -> ClusterPolicies:
+        """The circuit breakers, outlier detection, load balancing, health check and retry budget of a version.
+
+        Parameters
+        ----------
+        version
+            The version (cluster); ``None`` for the service-level policies
+            (what a version without its own block gets; the retry budget is
+            the implicit route's).
+
+        Returns
+        -------
+        ClusterPolicies
+            Per-version blocks over the service-level ones, Envoy's defaults
+            for the rest. The same object on every call for a version.
+        """
+        out = self._clusters.get(version)
+        if out is None:
+            budget = (
+                self._budgets.get("*")
+                if version is None
+                else self._budgets.get(version, self._budgets.get("*"))
+            )
+            out = dataclasses.replace(self._base_of(version), retry_budget=budget)
+            self._clusters[version] = out
+        return out
+
+    @property
+    def has_policies(self) -> bool:
+        """True when anything beyond plain routing is set (the engine's fast path needs False)."""
+        if any(getattr(self, f) is not None for f in (*_ROUTE_FIELDS, *_CLUSTER_FIELDS, "rate_limit")):
+            return True
+        if self.versions:
+            return True
+        return any(getattr(r, f) is not None for r in self.routes for f in r.policy_fields)
 
     def routing_policy(self) -> RoutingPolicy:
         """The routes as a :class:`~meshsim.policies.routing.RoutingPolicy` (for ``Router``)."""
         return RoutingPolicy(routes=self.routes)
+
+    def __eq__(self, other: object) -> bool:
+        # equal content and equal resolution, whatever the spelling (an Istio-spelled retries block
+        # resolves differently only on a consistent-hash destination)
+        if not isinstance(other, MeshPolicy):
+            return NotImplemented
+        return (
+            self.__dict__ == other.__dict__
+            and self._route_results == other._route_results
+            and self._implicit_route == other._implicit_route
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+#: The policy of a destination service without a ``mesh:`` entry.
+EMPTY_MESH_POLICY = MeshPolicy()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -928,28 +1527,7 @@ class Scenario(PolicyModel):
                     f" (mesh keys are destination services: {', '.join(services)})",
                     f"mesh.{dest}",
                 )
-            versions = self.services[dest].version_names()
-            for i, route in enumerate(policy.routes):
-                for j, d in enumerate(route.destinations):
-                    where = f"mesh.{dest}.routes[{i}].route[{j}]"
-                    if d.host is not None and d.host.split(".")[0] != dest:
-                        raise refuse(
-                            f"host {d.host!r} is not {dest!r}; routes may only send to versions of the "
-                            "service they are declared for",
-                            where,
-                        )
-                    if d.version not in versions:
-                        if versions == [DEFAULT_VERSION]:
-                            raise refuse(
-                                f"{d.version!r} is not a version: {dest} declares no versions, so a route"
-                                " may only use 'default' (or leave route out)",
-                                where,
-                            )
-                        raise refuse(
-                            f"{d.version!r} is not a version of {dest}{suggest(d.version, versions)}"
-                            f" (versions: {', '.join(versions)})",
-                            where,
-                        )
+            _check_mesh(dest, policy, self.services[dest])
         # cycles
         if self.max_depth is None:
             cycle = _find_cycle(self.call_graph_ordered())
@@ -970,6 +1548,18 @@ class Scenario(PolicyModel):
     __hash__ = None  # type: ignore[assignment]
 
     # ---- queries ---------------------------------------------------------------------------------
+    def mesh_for(self, service: str) -> MeshPolicy:
+        """The mesh policies of calls **to** ``service``; an empty :class:`MeshPolicy` without a ``mesh:`` entry.
+
+        Raises
+        ------
+        KeyError
+            ``service`` is not a service of the scenario.
+        """
+        if service not in self.services:
+            raise KeyError(f"{service!r} is not a service (services: {', '.join(self.services)})")
+        return self.mesh.get(service, EMPTY_MESH_POLICY)
+
     def call_graph_ordered(self) -> dict[str, list[str]]:
         """Service -> callees (any version), in first-written order without repeats."""
         graph: dict[str, list[str]] = {}
@@ -1003,6 +1593,68 @@ class Scenario(PolicyModel):
     def end_time(self) -> float:
         """``duration + drain``: when the run stops (seconds)."""
         return self.duration + self.drain
+
+
+def _not_a_version(name: str, dest: str, versions: list[str], what: str) -> str:
+    if versions == [DEFAULT_VERSION]:
+        return (
+            f"{name!r} is not a version: {dest} declares no versions, so a {what} may only use 'default'"
+            f"{' (or leave route out)' if what == 'route' else ''}"
+        )
+    return f"{name!r} is not a version of {dest}{suggest(name, versions)} (versions: {', '.join(versions)})"
+
+
+def _check_host(host: str | None, dest: str, where: str, what: str) -> None:
+    if host is not None and host.split(".")[0] != dest:
+        raise refuse(
+            f"host {host!r} is not {dest!r}; {what} may only send to versions of the service they are "
+            "declared for",
+            where,
+        )
+
+
+def _check_mesh(dest: str, policy: MeshPolicy, spec: ServiceSpec) -> None:
+    """Cross-checks of ``mesh.<dest>`` against the service: versions named by routes, mirrors, subsets."""
+    versions = spec.version_names()
+    for i, route in enumerate(policy.routes):
+        for j, d in enumerate(route.destinations):
+            where = f"mesh.{dest}.routes[{i}].route[{j}]"
+            _check_host(d.host, dest, where, "routes")
+            if d.version not in versions:
+                raise refuse(_not_a_version(d.version, dest, versions, "route"), where)
+    mirrors = [(f"mesh.{dest}.mirror", policy.mirror)]
+    mirrors += [(f"mesh.{dest}.routes[{i}].mirror", r.mirror) for i, r in enumerate(policy.routes)]
+    for where, mirror in mirrors:
+        if mirror is None:
+            continue
+        _check_host(mirror.host, dest, where, "mirrors")
+        if mirror.version not in versions:
+            raise refuse(_not_a_version(mirror.version, dest, versions, "mirror"), f"{where}.version")
+    labels = {name: rv.labels for name, rv in spec.resolved_versions(dest).items()}
+    for vname, written in policy._version_paths.items():
+        where = f"mesh.{dest}.{written}" + (".name" if written.startswith("subsets") else "")
+        if vname not in versions:
+            raise refuse(_not_a_version(vname, dest, versions, "subset"), where)
+        want = policy._subset_labels.get(vname)
+        if want is None:
+            continue
+        where = f"mesh.{dest}.{written}.labels"
+        selected = [v for v, have in labels.items() if all(have.get(k) == x for k, x in want.items())]
+        shown = "{" + ", ".join(f"{k}: {x}" for k, x in want.items()) + "}"
+        if vname not in selected:
+            mine = "{" + ", ".join(f"{k}: {x}" for k, x in labels[vname].items()) + "}"
+            raise refuse(
+                f"labels {shown} do not select version {vname} (its labels are {mine}); "
+                "a subset's labels must select its version's replicas",
+                where,
+            )
+        others = [v for v in selected if v != vname]
+        if others:
+            raise refuse(
+                f"labels {shown} also select version{'s' if len(others) > 1 else ''} {', '.join(others)}; "
+                f"meshsim subsets are versions, so they must select {vname} alone",
+                where,
+            )
 
 
 def _scripts(sname: str, spec: ServiceSpec) -> list[tuple[str, tuple[Any, ...]]]:

@@ -33,10 +33,18 @@ Semantics (``api/envoy/config/route/v3/route_components.proto``, Istio
   chosen (Envoy's ``random % total`` over ``[Σw_<i, Σw_≤i)``). Weights need
   not sum to 100, but their sum must be positive.
 
+A route may carry its own policies (Istio ``HTTPRoute`` fields):
+``timeout`` (:class:`~meshsim.policies.timeout.TimeoutPolicy`), ``retries``
+(:class:`~meshsim.policies.retry.RetryPolicy`), ``fault``
+(:class:`~meshsim.policies.fault.FaultPolicy`) and ``mirror`` (:class:`Mirror`,
+Envoy ``request_mirror_policies``). A route holds only what it says; the
+scenario's ``MeshPolicy.route_policies`` merges them with the service-level
+defaults.
+
 Simplifications: no ``case_sensitive``/``ignore_uri_case``, query-parameter,
-authority or ``withoutHeaders`` matchers; no redirects, rewrites or mirrors;
-destinations name versions of the destination service only (no cross-service
-routing). Regexes use Python's :mod:`re`; constructs RE2 lacks (look-around,
+authority or ``withoutHeaders`` matchers; no redirects or rewrites; one mirror
+per route; destinations and mirrors name versions of the destination service
+only (no cross-service routing). Regexes use Python's :mod:`re`; constructs RE2 lacks (look-around,
 back-references) are refused so that what is simulated can be exported.
 """
 
@@ -45,12 +53,15 @@ from __future__ import annotations
 import re
 from bisect import bisect_right
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
-from pydantic import Field, PrivateAttr, field_validator, model_validator
+from pydantic import BeforeValidator, Field, PrivateAttr, field_validator, model_validator
 
 from meshsim._exceptions import ConfigError
 from meshsim.policies._model import PolicyModel, refuse, suggest
+from meshsim.policies.fault import FaultPolicy, FractionalPercent
+from meshsim.policies.retry import RetryPolicy
+from meshsim.policies.timeout import TimeoutPolicy
 
 __all__ = [
     "DEFAULT_VERSION",
@@ -58,11 +69,14 @@ __all__ = [
     "HeaderMatch",
     "RouteMatch",
     "WeightedDestination",
+    "Mirror",
+    "OptionalRetryPolicy",
     "Route",
     "RoutingPolicy",
     "Router",
     "cluster_name",
     "to_envoy",
+    "mirror_to_envoy",
 ]
 
 #: The name of the one implicit version of a service that declares no versions.
@@ -345,6 +359,112 @@ class WeightedDestination(PolicyModel):
         return data
 
 
+#: Envoy's (and Istio's) mirror share when none is given: every request.
+_ALL = FractionalPercent(numerator=100, denominator="HUNDRED")
+
+
+class Mirror(PolicyModel):
+    """Request mirroring: a copy of a share of the route's requests goes to a version.
+
+    Envoy ``RouteAction.request_mirror_policies`` (Istio ``mirror`` with
+    ``mirrorPercentage``). The copy is fire-and-forget: its response is
+    discarded and it never affects the original request.
+
+    Parameters
+    ----------
+    version
+        The version (Istio *subset*) that receives the copies; ``"default"``
+        for a service that declares no versions. It must exist (checked by
+        the scenario).
+    host
+        Istio's ``mirror.host`` as written; it must be the destination
+        service itself (checked by the scenario).
+    percentage
+        Share of the route's requests mirrored
+        (:class:`~meshsim.policies.fault.FractionalPercent`: ``10``, ``"10%"``,
+        Istio ``{value: 10}``); default **100 %**, as in Envoy and Istio.
+
+    Notes
+    -----
+    Written ``mirror: v3``, ``mirror: {version: v3, percentage: 10}`` or
+    Istio's ``mirror: {host: reviews, subset: v3}`` with ``mirrorPercentage:
+    {value: 10}`` (or the deprecated integer ``mirror_percent``) next to it on
+    the route; ``port`` is read and ignored. Envoy decides per request with
+    ``random % denominator < numerator`` (:meth:`enabled`).
+
+    References
+    ----------
+    ``envoy.config.route.v3.RouteAction.RequestMirrorPolicy``
+    (api/envoy/config/route/v3/route_components.proto); Istio
+    ``pilot/pkg/networking/core/route/route.go`` (``mirrorPercent``).
+
+    Examples
+    --------
+    >>> m = Mirror.model_validate({"host": "reviews", "subset": "v3", "percentage": {"value": 10}})
+    >>> m.version, m.fraction
+    ('v3', 0.1)
+    >>> Mirror.model_validate("v3").fraction
+    1.0
+    """
+
+    version: str = DEFAULT_VERSION
+    host: str | None = None
+    percentage: FractionalPercent = _ALL
+
+    _synonyms: ClassVar[Mapping[str, str]] = {"subset": "version"}
+
+    @classmethod
+    def _expand(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            return {"version": data}
+        if isinstance(data, Mapping) and "port" in data:
+            return {k: v for k, v in data.items() if k != "port"}
+        return data
+
+    @property
+    def fraction(self) -> float:
+        """The mirrored share as a fraction in [0, 1]."""
+        return self.percentage.percent / 100.0
+
+    def enabled(self, u: float) -> bool:
+        """Whether a request with uniform draw ``u`` in [0, 1) is mirrored (Envoy's rule)."""
+        return self.percentage.enabled(u)
+
+
+def _no_retry_policy(value: Any) -> Any:
+    """Istio ``retries: {attempts: 0}``: no retry policy at all, as Istio's ``ConvertPolicy`` writes."""
+    if isinstance(value, Mapping) and set(value) == {"attempts"}:
+        attempts = value["attempts"]
+        if isinstance(attempts, int) and not isinstance(attempts, bool) and attempts <= 0:
+            return None
+    return value
+
+
+#: A ``retries`` block: a :class:`~meshsim.policies.retry.RetryPolicy` in any of its spellings, or
+#: ``None``. Istio's ``{attempts: 0}`` (retries explicitly off) is read as ``None``.
+OptionalRetryPolicy = Annotated[RetryPolicy | None, BeforeValidator(_no_retry_policy)]
+
+
+def istio_hash_drops_previous_hosts(retries: Any) -> bool:
+    """Whether Istio drops the previous-hosts predicate of this ``retries`` block on a hashing route.
+
+    Istio's ``ConvertPolicy(in, hashPolicy)`` leaves the previous-hosts retry
+    predicate out when the route's destination uses consistent hashing, unless
+    the block sets ``retryIgnorePreviousHosts`` itself. ``retries`` is the block
+    as written; only Istio's spelling (it has ``attempts``) is concerned.
+
+    Examples
+    --------
+    >>> istio_hash_drops_previous_hosts({"attempts": 3}), istio_hash_drops_previous_hosts({"num_retries": 3})
+    (True, False)
+    >>> istio_hash_drops_previous_hosts({"attempts": 3, "retryIgnorePreviousHosts": True})
+    False
+    """
+    if not isinstance(retries, Mapping) or "attempts" not in retries:
+        return False
+    return retries.get("retryIgnorePreviousHosts") is None
+
+
 def _expand_route_destinations(value: Any) -> Any:
     """``route:`` in any accepted spelling -> a list of destination mappings."""
     if value is None or (isinstance(value, (Mapping, list, tuple)) and not value):
@@ -384,6 +504,23 @@ class Route(PolicyModel):
         name (``route: v1``, weight 100), a mapping ``{v1: 90, v3: 10}``, or
         Istio's list ``[{destination: {host, subset}, weight}, ...]``.
         Absent: the service's implicit ``"default"`` version.
+    timeout
+        :class:`~meshsim.policies.timeout.TimeoutPolicy` of this route
+        (``timeout: 1s`` or ``{timeout, per_try_timeout}``).
+    retries
+        :class:`~meshsim.policies.retry.RetryPolicy` (Envoy, Istio or App Mesh
+        spelling); Istio's ``{attempts: 0}`` means no retry policy (``None``).
+    fault
+        :class:`~meshsim.policies.fault.FaultPolicy` (Envoy or Istio spelling).
+    mirror
+        :class:`Mirror`; Istio's ``mirrorPercentage`` (and deprecated
+        ``mirror_percent``) next to it sets its percentage.
+
+    Notes
+    -----
+    The four policy blocks are the route's own; a block left out comes from
+    the service level (``MeshPolicy``), one written, even as ``null``,
+    replaces it (:attr:`policy_fields`).
 
     Raises
     ------
@@ -394,8 +531,26 @@ class Route(PolicyModel):
     name: str | None = None
     match: tuple[RouteMatch, ...] = ()
     destinations: tuple[WeightedDestination, ...] = (WeightedDestination(),)
+    timeout: TimeoutPolicy | None = None
+    retries: OptionalRetryPolicy = None
+    fault: FaultPolicy | None = None
+    mirror: Mirror | None = None
+    mirror_percentage: FractionalPercent | None = Field(default=None, repr=False)
 
-    _synonyms: ClassVar[Mapping[str, str]] = {"route": "destinations"}
+    _synonyms: ClassVar[Mapping[str, str]] = {
+        "route": "destinations",
+        "mirrorPercentage": "mirror_percentage",
+        "mirror_percent": "mirror_percentage",
+    }
+    _hash_drops_previous_hosts: bool = PrivateAttr(default=False)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _remember_spelling(cls, data: Any, handler: Any) -> Route:
+        route = handler(data)
+        if isinstance(data, Mapping) and istio_hash_drops_previous_hosts(data.get("retries")):
+            route._hash_drops_previous_hosts = True
+        return route
 
     @field_validator("match", mode="before")
     @classmethod
@@ -423,6 +578,34 @@ class Route(PolicyModel):
             raise refuse(f"weights {{{shown}}} have a zero total; at least one weight must be > 0", "route")
         return self
 
+    @model_validator(mode="after")
+    def _fold_mirror_percentage(self) -> Route:
+        fold_mirror_percentage(self)
+        return self
+
+    @property
+    def policy_fields(self) -> frozenset[str]:
+        """The route-level policy keys written on this route (even as ``null``).
+
+        A key written here replaces the service-level block of the same name,
+        whole; ``null`` means "none on this route".
+        """
+        return frozenset(self.model_fields_set & _ROUTE_POLICY_FIELDS)
+
+    @property
+    def hash_drops_previous_hosts(self) -> bool:
+        """Whether this route's own ``retries`` was written in Istio's spelling without
+        ``retryIgnorePreviousHosts`` (see :func:`istio_hash_drops_previous_hosts`)."""
+        return self._hash_drops_previous_hosts
+
+    def __eq__(self, other: object) -> bool:
+        # the same fields, whatever the spelling of its retries block
+        if not isinstance(other, Route):
+            return NotImplemented
+        return self.__dict__ == other.__dict__
+
+    __hash__ = None  # type: ignore[assignment]
+
     @property
     def total_weight(self) -> int:
         """Sum of the weights (> 0)."""
@@ -436,6 +619,34 @@ class Route(PolicyModel):
     def matches(self, path: str, method: str, headers: Mapping[str, str]) -> bool:
         """Whether a request takes this route (ignoring earlier routes)."""
         return not self.match or any(m.matches(path, method, headers) for m in self.match)
+
+
+#: The policy blocks a route (or a service, as defaults for its routes) may carry.
+_ROUTE_POLICY_FIELDS = frozenset({"timeout", "retries", "fault", "mirror"})
+
+
+def fold_mirror_percentage(model: Any) -> None:
+    """Move Istio's ``mirrorPercentage`` (a sibling of ``mirror``) into ``mirror.percentage``.
+
+    For a model with fields ``mirror`` and ``mirror_percentage``, during its
+    after-validation (the frozen model is updated in place, once).
+    """
+    pct = model.mirror_percentage
+    if pct is None:
+        return
+    mirror = model.mirror
+    if mirror is None:
+        raise refuse(
+            "mirrorPercentage is given without mirror; give mirror: {host, subset} next to it",
+            "mirror_percentage",
+        )
+    if "percentage" in mirror.model_fields_set:
+        raise refuse(
+            "the mirror share is given twice (mirror.percentage and mirrorPercentage); give it once",
+            "mirror_percentage",
+        )
+    model.__dict__["mirror"] = mirror.model_copy(update={"percentage": pct})
+    model.__dict__["mirror_percentage"] = None
 
 
 class RoutingPolicy(PolicyModel):
@@ -678,3 +889,21 @@ def to_envoy(
         er["route"] = action
         out.append(er)
     return out
+
+
+def mirror_to_envoy(
+    mirror: Mirror, *, service: str, cluster_name: Callable[[str, str], str] = cluster_name
+) -> dict[str, Any]:
+    """One Envoy ``RouteAction.RequestMirrorPolicy`` for a :class:`Mirror`.
+
+    Examples
+    --------
+    >>> m = Mirror.model_validate({"version": "v3", "percentage": 10})
+    >>> mirror_to_envoy(m, service="reviews")  # doctest: +NORMALIZE_WHITESPACE
+    {'cluster': 'outbound|80|v3|reviews',
+     'runtime_fraction': {'default_value': {'numerator': 10, 'denominator': 'HUNDRED'}}}
+    """
+    return {
+        "cluster": cluster_name(service, mirror.version),
+        "runtime_fraction": {"default_value": mirror.percentage.to_envoy()},
+    }

@@ -13,11 +13,13 @@ processes are control flow (the once-a-second timeseries sampler).
 
 from __future__ import annotations
 
+import gc
 import math
 from collections.abc import Callable
 from heapq import heappush
 from itertools import count
 from typing import Any
+from weakref import ref
 
 from meshsim._exceptions import SimulationError
 from meshsim.sim._env import MeshEnvironment
@@ -40,8 +42,14 @@ from meshsim.sim._traffic import build_sources
 
 __all__ = ["Simulation", "FAILED"]
 
+
+def _answered(att: Attempt) -> bool:
+    return att.abandoned
+
 NORMAL = 1  # simpy.events.NORMAL
 FLAG_NR = 1 << 0
+FLAG_UT = 1 << 4
+FLAG_RL = 1 << 8
 
 
 def FAILED(status: int) -> bool:  # noqa: N802 - reads as a predicate constant
@@ -101,6 +109,7 @@ class Simulation:
         self.nslots = nslots
         self._build_services(nslots)
         self._build_network()
+        self._build_mesh()
         self.recorder = Recorder(self, summary_only=self.summary_only)
         self._rec_attempt = self.recorder.attempt
         self._rec_entry = self.recorder.entry
@@ -108,7 +117,7 @@ class Simulation:
         self.recorder.open = self.open_requests
         for src in self.sources:
             src.on_resp = self._request_done_closed if src.closed else self.recorder.entry_open  # type: ignore[method-assign]
-            src.direct = src.service.router is None and self.direct
+            src.direct = src.service.router is None and src.service.dest is None and self.direct
 
     # ------------------------------------------------------------------ assembly
     def _build_services(self, nslots: int) -> None:
@@ -158,6 +167,34 @@ class Simulation:
         for v in self.versions:
             v.script = self._compile(v.spec.script, v, self.streams)
             v.simple = v.blocking and v.script == ((STEP_WORK, None),)
+
+    def _build_mesh(self) -> None:
+        """Destinations with mesh policies get a router (``_sidecar``); the others a plain route timeout."""
+        from meshsim.sim._deadlines import DeadlineQueue
+        from meshsim.sim._sidecar import Destination, Sidecars
+
+        self.outlier_events: list[tuple] = []
+        self.sidecars = Sidecars(self)
+        scn = self.scenario
+        plain_queues: dict[float, DeadlineQueue] = {}
+        for name, svc in self.services.items():
+            mp = scn.mesh_for(name)
+            if mp.has_policies:
+                svc.dest = Destination(self, svc, mp)
+            else:
+                length = float(mp.route_policies(None).timeout.timeout)
+                if length > 0:
+                    q = plain_queues.get(length)
+                    if q is None:
+                        q = DeadlineQueue(self, length, self._plain_timeout, _answered)
+                        plain_queues[length] = q
+                    svc.timeout_q = q
+            limit = getattr(mp, "rate_limit", None)
+            if limit is not None:
+                from meshsim.policies.rate_limit import TokenBucket
+
+                for h in svc.hosts:
+                    h.limiter = TokenBucket(limit, 0.0)
 
     def _compile(self, steps, v: VersionRT, streams: Streams) -> tuple:
         from meshsim.config import Call, Parallel, Sleep, Work
@@ -214,6 +251,9 @@ class Simulation:
     def send(self, caller: int, czone: str | None, parent, service: ServiceRT, attrs, depth: int,
              on_resp: Callable[[Attempt], None], rid: int, optional: bool = False) -> Attempt:
         """Send one request from a caller through its sidecar to ``service``."""
+        if service.dest is not None:
+            return self.sidecars.send(service.dest, caller, czone, parent, attrs, depth, on_resp, rid,
+                                      optional)  # type: ignore[return-value]
         env = self.env
         att = Attempt(rid, caller, czone, service, parent, attrs, depth, on_resp, optional, env._now)
         router = service.router
@@ -240,15 +280,36 @@ class Simulation:
             host = hosts[i % len(hosts)]
         att.host = host
         att.script = host.ver.script
-        if self.direct or (self.net_zero and czone == host.zone):
+        q = service.timeout_q
+        if q is not None:  # DeadlineQueue.add, inlined: the hot path
+            deadline = att.t_send + q.length
+            q.items.append((deadline, ref(att)))
+            if q.armed_at is None:
+                q._arm(deadline, att.t_send)
+        self._deliver_to_host(att)
+        return att
+
+    def _deliver_to_host(self, att: Attempt) -> None:
+        """The request leg of the network: to the callee host (now, or after the delay)."""
+        host = att.host
+        if self.direct or (self.net_zero and att.czone == host.zone):
             self._arrive(att)
         else:
             d = 0.0 if self.net_zero else self.net_delay()
-            if self.xz_delay is not None and czone != host.zone:
+            if self.xz_delay is not None and att.czone != host.zone:
                 d += self.xz_delay()
             att.callbacks = [self._arrive]
             self._schedule(att, d)
-        return att
+
+    def _plain_timeout(self, att: Attempt) -> None:
+        """The route timeout of a plain (policy-free) destination: 504 UT, the callee keeps working.
+
+        The caller's handler takes this answer and marks the attempt answered,
+        so the late response is dropped when it arrives.
+        """
+        att.status = 504
+        att.flags |= FLAG_UT
+        att.on_resp(att)
 
     # ------------------------------------------------------------------ callee side
     def _arrive(self, att: Attempt) -> None:
@@ -258,6 +319,8 @@ class Simulation:
         v = h.ver
         v.arrivals[int(now)] += 1
         v.in_flight += 1
+        if h.limiter is not None and self._rate_limited(att, h, now):
+            return
         if v.blocking:
             if h.busy < h.workers:
                 if v.simple:  # fast path: a single work step, blocking, no error model
@@ -278,6 +341,17 @@ class Simulation:
                 self._respond(att)
         else:
             self._advance(att)
+
+    def _rate_limited(self, att: Attempt, h: Host, now: float) -> bool:
+        """The callee's inbound sidecar: local rate limit (429 ``RL`` when the bucket is empty)."""
+        from meshsim.policies.rate_limit import RateLimitDecision
+
+        if h.limiter.take(now) is RateLimitDecision.LIMITED:
+            att.status = h.limiter.status if hasattr(h.limiter, "status") else 429
+            att.flags |= FLAG_RL
+            self._respond(att)
+            return True
+        return False
 
     def _start(self, att: Attempt, h: Host, now: float) -> None:
         v = h.ver
@@ -429,6 +503,9 @@ class Simulation:
 
     def _call_done(self, child: Attempt) -> None:
         """A sequential call's response reached the caller."""
+        if child.abandoned:
+            return
+        child.abandoned = True  # answered: a later timeout or duplicate is ignored
         self._rec_attempt(child)
         att = child.parent
         st = child.status
@@ -441,6 +518,9 @@ class Simulation:
 
     def _par_done(self, child: Attempt) -> None:
         """One response of a parallel group reached the caller."""
+        if child.abandoned:
+            return
+        child.abandoned = True
         self._rec_attempt(child)
         att = child.parent
         st = child.status
@@ -491,18 +571,22 @@ class Simulation:
             att.host = host
             att.script = host.ver.script
             self.open_requests[rid] = att
+            q = service.timeout_q
+            if q is not None:  # DeadlineQueue.add, inlined: the hot path
+                deadline = att.t_send + q.length
+                q.items.append((deadline, ref(att)))
+                if q.armed_at is None:
+                    q._arm(deadline, att.t_send)
             self._arrive(att)
             return
         att = self.send(src.code, src.zone, src, service, attrs, 1, src.on_resp, rid)
-        if att.t_done < 0 and att.status == 0:  # not answered synchronously
+        if att.status == 0:  # not answered synchronously
             self.open_requests[rid] = att
 
-    def _request_done(self, att: Attempt) -> None:
-        """An end-to-end request is answered (open-loop source: nothing else to do)."""
-        self.open_requests.pop(att.rid, None)
-        self._rec_entry(att)
-
     def _request_done_closed(self, att: Attempt) -> None:
+        if att.abandoned:
+            return
+        att.abandoned = True
         self.open_requests.pop(att.rid, None)
         self._rec_entry(att)
         att.parent.on_done(att)
@@ -560,17 +644,27 @@ class Simulation:
             timer = Timer("warmup")
             timer.callbacks = [self._snapshot_area]
             env.schedule(timer, 0, self.warmup)  # type: ignore[arg-type]  # URGENT: first at that instant
-        chunks = 50
-        for k in range(1, chunks + 1):
-            env.run_until(self.duration * k / chunks)
-            if progress is not None:
-                progress(0.98 * k / chunks)
-        self._snapshot_area(Timer("end"))  # all events before `duration` are done, the clock is at it
-        # drain: let in-flight requests finish, up to the drain limit
-        t = self.duration
-        while self.open_requests and t < self.end_time:
-            t = min(t + 1.0, self.end_time)
-            env.run_until(t)
+        # Python's cyclic collector would rescan the many short-lived engine objects again and
+        # again (about a third of the run time); the engine makes almost no reference cycles, so
+        # it is paused during the run and the young generations are collected between chunks.
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            chunks = 50
+            for k in range(1, chunks + 1):
+                env.run_until(self.duration * k / chunks)
+                gc.collect(1)
+                if progress is not None:
+                    progress(0.98 * k / chunks)
+            self._snapshot_area(Timer("end"))  # all events before `duration` are done, the clock is at it
+            # drain: let in-flight requests finish, up to the drain limit
+            t = self.duration
+            while self.open_requests and t < self.end_time:
+                t = min(t + 1.0, self.end_time)
+                env.run_until(t)
+        finally:
+            if gc_was_enabled:
+                gc.enable()
         self.t_end = env.now
         for att in list(self.open_requests.values()):
             self.recorder.unfinished(att)
@@ -580,5 +674,3 @@ class Simulation:
             progress(1.0)
         return result
 
-
-_TIMER = Timer  # re-exported for the traffic module

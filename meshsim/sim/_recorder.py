@@ -126,6 +126,8 @@ class Recorder:
 
     # ------------------------------------------------------------------ hot path
     def _attempt_full(self, att) -> None:
+        if att.is_call:  # a router-level request: its tries were recorded one by one
+            return
         h = att.host
         rows = self.att.rows
         rows.append((
@@ -137,7 +139,13 @@ class Recorder:
 
     def _entry_open_full(self, att) -> None:
         """An open-loop request is answered: it is no longer open, and its row is recorded."""
+        if att.abandoned:
+            return
+        att.abandoned = True
         self.open.pop(att.rid, None)
+        if att.is_call:
+            self._request_row(att)
+            return
         h = att.host
         rows = self.att.rows
         rows.append((
@@ -148,11 +156,25 @@ class Recorder:
             self.att.pack()
 
     def _entry_open_summary(self, att) -> None:
+        if att.abandoned:
+            return
+        att.abandoned = True
         self.open.pop(att.rid, None)
         self._entry_summary(att)
 
+    def _request_row(self, call) -> None:
+        """An explicit request row (a request whose story is more than one attempt)."""
+        rows = self.req.rows
+        rows.append((call.rid, call.parent.index, call.t_send, self.sim.env._now, call.status, call.try_no,
+                     call.flags))
+        if len(rows) >= _CHUNK:
+            self.req.pack()
+
     def _entry_full(self, att) -> None:
         """An entry attempt answered its end-to-end request by itself: one row, marked ``SOLE``."""
+        if att.is_call:
+            self._request_row(att)
+            return
         h = att.host
         rows = self.att.rows
         rows.append((
@@ -163,7 +185,7 @@ class Recorder:
             self.att.pack()
 
     def _attempt_summary(self, att) -> None:
-        if att.t_send < self.warmup:
+        if att.t_send < self.warmup or att.is_call:
             return
         h = att.host
         g = self.g_svc_local[att.service.name] if h is None else self.g_ver[h.ver.vid]
@@ -177,12 +199,13 @@ class Recorder:
             return
         lat = self.sim.env._now - att.t_send
         st = att.status
-        h = att.host
-        g = self.g_svc_local[att.service.name] if h is None else self.g_ver[h.ver.vid]
-        g.lat.append(lat)
-        g.st.append(st)
-        if len(g.st) >= _CHUNK:
-            g.flush()
+        if not att.is_call:  # a call's tries were counted one by one
+            h = att.host
+            g = self.g_svc_local[att.service.name] if h is None else self.g_ver[h.ver.vid]
+            g.lat.append(lat)
+            g.st.append(st)
+            if len(g.st) >= _CHUNK:
+                g.flush()
         g = self.g_src[att.parent.index]  # end to end = the union of the sources, merged at the end
         g.lat.append(lat)
         g.st.append(st)

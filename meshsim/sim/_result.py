@@ -101,8 +101,10 @@ class RunResult:
     """
 
     def __init__(self, scenario, seed: int, replication: int, tables, timeseries: pd.DataFrame,
-                 summary: dict) -> None:
+                 summary: dict, outlier_events: pd.DataFrame | None = None) -> None:
         self.scenario = scenario
+        #: outlier detection's event log: time_s, service, version, sidecar, host, action, type
+        self.outlier_events = outlier_events if outlier_events is not None else _events_frame([])
         self.seed = seed
         self.replication = replication
         self._tables = tables
@@ -131,7 +133,12 @@ class RunResult:
         tables = rec.tables()
         ts = rec.timeseries_frame()
         summary = _summarize(sim, tables)
-        return cls(sim.scenario, sim.seed, sim.replication, tables, ts, summary)
+        return cls(sim.scenario, sim.seed, sim.replication, tables, ts, summary,
+                   _events_frame(sim.outlier_events))
+
+
+def _events_frame(events: list[tuple]) -> pd.DataFrame:
+    return pd.DataFrame(events, columns=["time_s", "service", "version", "sidecar", "host", "action", "type"])
 
 
 def _summarize(sim, tables) -> dict:
@@ -190,8 +197,16 @@ def _summarize(sim, tables) -> dict:
                                 if total_workers else math.nan)
         s_all["versions"] = vers
         services[sname] = s_all
+    # the sidecars' own counters (retries, timeouts, overflows, ejections, LB), summed over callers
+    for cl in sim.sidecars.clusters.values():
+        key = f"{cl.dest.service.name}|{cl.label}"
+        target = stats.setdefault(key, {})
+        for source in (cl.stats, cl.lb.stats, cl.outlier.stats if cl.outlier is not None else {}):
+            for name, value in source.items():
+                if value and not name.endswith(("_active", "_open")):
+                    target[name] = target.get(name, 0) + int(value)
     out["services"] = services
-    out["stats"] = stats
+    out["stats"] = {k: dict(sorted(v.items())) for k, v in stats.items()}
     return out
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 __all__ = ["Attempt", "Host", "VersionRT", "ServiceRT", "Timer", "STEP_WORK", "STEP_SLEEP", "STEP_CALL",
-           "STEP_PAR", "STEP_ERR", "FLAG_NAMES"]
+           "STEP_PAR", "STEP_ERR", "FLAG_NAMES", "FLAG_CODES"]
 
 # script step kinds (compiled form: tuples whose first element is the kind)
 STEP_WORK = 0  # (STEP_WORK, sampler_or_None)
@@ -34,6 +34,8 @@ FLAG_NAMES: dict[int, str] = {
     1 << 8: "RL",  # rate limited
     1 << 9: "UC",  # upstream connection termination
 }
+#: response flag name -> bit
+FLAG_CODES: dict[str, int] = {name: bit for bit, name in FLAG_NAMES.items()}
 
 
 def _no_sample() -> float:  # pragma: no cover - replaced when the version is built
@@ -86,8 +88,12 @@ class Attempt:
         "parent",
         "on_resp",
         "script",
+        "abandoned",  # the caller stopped waiting (timeout): a late response is dropped
+        "mirror",  # a shadow copy whose response nobody waits for
+        "__weakref__",  # timeouts hold weak references (DeadlineQueue)
     )
     _ok = True
+    is_call = False
 
     def __init__(self, rid: int, caller: int, czone: str | None, service: ServiceRT, parent: Any, attrs: Any,
                  depth: int, on_resp: Callable[[Attempt], None], optional: bool, t_send: float) -> None:
@@ -114,12 +120,14 @@ class Attempt:
         self.pending = 0
         self.child_failed = False
         self.try_no = 1
+        self.abandoned = False
+        self.mirror = False
 
 
 class Host:
     """A replica: a FCFS pool of ``workers`` and a waiting room of ``queue`` places."""
 
-    __slots__ = ("hid", "index", "ver", "zone", "workers", "busy", "queue", "qcap")
+    __slots__ = ("hid", "index", "ver", "zone", "workers", "busy", "queue", "qcap", "weight", "name", "limiter")
 
     def __init__(self, hid: int, index: int, ver: VersionRT, zone: str | None, workers: int, qcap: int | None):
         self.hid = hid
@@ -130,6 +138,12 @@ class Host:
         self.busy = 0
         self.queue: deque = deque()
         self.qcap = qcap  # None: unlimited
+        self.weight = 1  # load-balancing weight
+        self.name = f"{ver.service.name}-{ver.name}-{index}"  # stable hash key for ring hash / maglev
+        self.limiter: Any = None  # the inbound sidecar's local rate limit (TokenBucket), if any
+
+    def __repr__(self) -> str:
+        return self.name
 
 
 class VersionRT:
@@ -174,7 +188,7 @@ class VersionRT:
 class ServiceRT:
     """A destination service: its versions, all hosts, and the caller-side routing."""
 
-    __slots__ = ("name", "idx", "versions", "by_name", "hosts", "router", "rr")
+    __slots__ = ("name", "idx", "versions", "by_name", "hosts", "router", "rr", "dest", "timeout_q")
 
     def __init__(self, name: str, idx: int = 0) -> None:
         self.name = name
@@ -184,6 +198,8 @@ class ServiceRT:
         self.hosts: list[Host] = []
         self.router: Any = None
         self.rr = 0
+        self.dest: Any = None  # meshsim.sim._sidecar.Destination when the mesh block sets policies
+        self.timeout_q: Any = None  # plain path: the route timeout (DeadlineQueue), None when disabled
 
 
 class CallRT:

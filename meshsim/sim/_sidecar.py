@@ -1,0 +1,532 @@
+"""The outbound sidecar: Envoy's router for destinations that carry mesh policies.
+
+A destination service whose ``mesh:`` block sets anything beyond plain
+routing goes through this module; the engine's plain path (``Simulation.send``)
+serves the others. The sidecar only asks the policy modules of
+``meshsim.policies`` what to do; it holds the per-request state (a ``Call``)
+and the per-(caller sidecar, cluster) state (a ``ClusterState``), and it turns
+decisions into SimPy events.
+
+One request through the router (envoy.md section 13):
+
+1. route match -> weighted version pick (the cluster) -> fault filter
+   (delay, then abort with a new draw);
+2. the route timeout is armed (lazily, ``DeadlineQueue``);
+3. a try: the load balancer picks a host (previous-hosts predicate on
+   retries; ``None`` -> 503 ``UH``), the circuit breaker admits it
+   (``max_requests`` / ``max_pending_requests`` -> 503 ``UO``, never retried),
+   the per-try timeout is armed, the request crosses the network;
+4. the try's outcome (a response, or a per-try timeout) goes to outlier
+   detection and to the retry state: retry after a jittered back-off, or
+   answer the caller (``URX`` when retries ran out, ``UO`` with the
+   upstream's own response when the retry breaker overflowed);
+5. the route timeout abandons every try still out: 504 ``UT``.
+
+Work already sent upstream is never cancelled: an abandoned try keeps its
+worker at the callee until it finishes; its late response is dropped.
+
+Simplifications (also in the docs): one Envoy worker per sidecar
+(``--concurrency 1``); connections are always available (no HTTP/1.1
+connection setup, ``max_connections`` not enforced); circuit-breaker
+``max_pending_requests`` applies to requests waiting for ``max_requests``;
+active health checking and hedging are not simulated yet.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from meshsim.sim._deadlines import DeadlineQueue
+from meshsim.sim._runtime import FLAG_CODES, Attempt, Host, Timer
+
+__all__ = ["Call", "ClusterState", "Destination", "Sidecars"]
+
+FLAG_UH = FLAG_CODES["UH"]
+FLAG_UO = FLAG_CODES["UO"]
+FLAG_UT = FLAG_CODES["UT"]
+FLAG_URX = FLAG_CODES["URX"]
+FLAG_DI = FLAG_CODES["DI"]
+FLAG_FI = FLAG_CODES["FI"]
+FLAG_NR = FLAG_CODES["NR"]
+FLAG_RL = FLAG_CODES["RL"]
+
+
+class Call:
+    """One downstream request through the router: its route, retry state and tries.
+
+    To the caller it looks like an ``Attempt`` (``status``, ``flags``,
+    ``optional``, ``parent``, ``rid``, ``t_send``, ``try_no``).
+    """
+
+    __slots__ = (
+        "callbacks", "rid", "caller", "czone", "service", "parent", "attrs", "depth", "on_resp", "optional",
+        "t_send", "status", "flags", "try_no", "host", "t_arrive", "t_start", "t_done",
+        "sidecar", "dest", "route", "cluster", "retry", "active", "done", "per_try", "hash_key",
+        "abandoned", "mirror", "__weakref__",
+    )
+    _ok = True
+    is_call = True
+
+    def __init__(self) -> None:
+        self.callbacks: list | None = None
+        self.rid = 0
+        self.caller = 0
+        self.czone: str | None = None
+        self.service: Any = None
+        self.parent: Any = None
+        self.attrs: Any = None
+        self.depth = 0
+        self.on_resp: Any = None
+        self.optional = False
+        self.t_send = 0.0
+        self.sidecar: Any = None
+        self.dest: Any = None
+        self.route: Any = None
+        self.cluster: Any = None
+        self.per_try = 0.0
+        self.hash_key: Any = None
+        self.status = 0
+        self.flags = 0
+        self.try_no = 0
+        self.host: Any = None
+        self.t_arrive = -1.0
+        self.t_start = -1.0
+        self.t_done = -1.0
+        self.active: list[Attempt] = []
+        self.done = False
+        self.retry: Any = None
+        self.abandoned = False  # set by the caller's handler once it took the answer
+        self.mirror = False
+
+
+class ClusterState:
+    """A destination cluster (one version) as one caller sidecar sees it: LB, breakers, outlier detector."""
+
+    __slots__ = ("sim", "dest", "version", "label", "hosts", "lb", "breaker", "outlier", "stats", "act", "pending",
+                 "max_requests", "max_pending", "healthy", "interval_timer", "sidecar_key")
+
+    def __init__(self, sim: Any, dest: Destination, version: Any, sidecar_key: str) -> None:
+        """``version`` is a ``VersionRT`` (a subset cluster) or ``None`` (the whole service)."""
+        from meshsim.policies.load_balancer import LoadBalancer
+        from meshsim.policies.outlier import OutlierDetector
+        from meshsim.policies.retry import RetryBreaker
+
+        self.sim = sim
+        self.dest = dest
+        self.version = version
+        # Istio's subset cluster (outbound|80|v1|svc), or the whole service (outbound|80||svc)
+        self.label = "*" if version is None else version.name
+        self.sidecar_key = sidecar_key
+        cp = dest.cluster_policies[None if version is None else version.name]
+        self.hosts: list[Host] = list(dest.service.hosts if version is None else version.hosts)
+        self.act: dict[int, int] = {h.hid: 0 for h in self.hosts}
+        self.stats: dict[str, int] = {}
+        self.max_requests = int(cp.circuit_breakers.max_requests)
+        self.max_pending = int(cp.circuit_breakers.max_pending_requests)
+        self.pending: list[Any] = []
+        self.breaker = RetryBreaker(int(cp.circuit_breakers.max_retries),
+                                    budget=getattr(cp, "retry_budget", None),
+                                    load=lambda: (self.rm_active(), len(self.pending)), stats=self.stats)
+        streams = sim.streams
+        names = (dest.service.name, self.label, sidecar_key)
+        self.lb = LoadBalancer(cp.load_balancer, self.hosts, rng=streams.get("lb", *names),
+                               active=self._active)
+        self.healthy = [True] * len(self.hosts)
+        self.outlier = None
+        self.interval_timer: Timer | None = None
+        if cp.outlier_detection is not None:
+            self.outlier = OutlierDetector(cp.outlier_detection, hosts=[h.hid for h in self.hosts],
+                                           rng=streams.get("outlier", *names))
+            self.interval_timer = Timer(self)
+            self.interval_timer.callbacks = [self._interval]
+            sim._schedule(self.interval_timer, self.outlier.interval)
+
+    def _active(self, host: Host) -> int:
+        return self.act[host.hid]
+
+    def rm_active(self) -> int:
+        return sum(self.act.values())
+
+    # ------------------------------------------------------------------ outlier detection
+    def record(self, host: Host, result: Any, now: float) -> None:
+        if self.outlier is None:
+            return
+        ev = self.outlier.record(host.hid, result, now)
+        if ev is not None:
+            self._apply(ev, now)
+
+    def _interval(self, timer: Timer) -> None:
+        now = self.sim.env._now
+        for ev in self.outlier.on_interval(now):  # type: ignore[union-attr]
+            self._apply(ev, now)
+        if now < self.sim.end_time:
+            timer.callbacks = [self._interval]
+            self.sim._schedule(timer, self.outlier.interval)  # type: ignore[union-attr]
+
+    def _apply(self, ev: Any, now: float) -> None:
+        """An outlier event: log it, and let the load balancer learn of it when Envoy's merge window says."""
+        from meshsim.policies.outlier import EjectionAction, LbUpdate
+
+        self.sim.outlier_events.append((now, self.dest.service.name, self.label, self.sidecar_key,
+                                        _host_name(self.hosts, ev.host), ev.action.value,
+                                        ev.type.value if ev.type is not None else ""))
+        if ev.action not in (EjectionAction.EJECT, EjectionAction.UNEJECT):
+            return
+        if ev.lb_update is LbUpdate.IMMEDIATE:
+            self._deliver(now)
+        elif ev.lb_update is LbUpdate.SCHEDULED:
+            t = Timer(self)
+            t.callbacks = [self._deliver_timer]
+            self.sim._schedule(t, max(0.0, float(ev.lb_at) - now))
+
+    def _deliver_timer(self, _t: Timer) -> None:
+        self._deliver(self.sim.env._now)
+
+    def _deliver(self, now: float) -> None:
+        from meshsim.policies.outlier import EjectionAction
+
+        changes = self.outlier.merger.deliver(now)  # type: ignore[union-attr]
+        if not changes:
+            return
+        index = {h.hid: i for i, h in enumerate(self.hosts)}
+        for ev in changes:
+            i = index.get(ev.host)
+            if i is not None:
+                self.healthy[i] = ev.action is not EjectionAction.EJECT
+        self.lb.set_hosts(self.hosts, self.healthy)
+
+
+def _host_name(hosts: list[Host], hid: Any) -> str:
+    for h in hosts:
+        if h.hid == hid:
+            return h.name
+    return str(hid)
+
+
+class RouteRT:
+    """One route's policies, compiled for the hot path."""
+
+    __slots__ = ("timeout", "per_try_timeout", "retry_policy", "fault_injector", "mirror")
+
+    def __init__(self, rp: Any) -> None:
+        from meshsim.policies.fault import FaultInjector
+
+        timeout = rp.timeout
+        self.timeout = float(timeout.timeout)
+        # Envoy ignores a per-try timeout at or above a non-zero route timeout
+        self.per_try_timeout = float(timeout.effective_per_try_timeout)
+        self.retry_policy = rp.retries
+        self.fault_injector = FaultInjector(rp.fault) if rp.fault is not None else None
+        self.mirror = rp.mirror
+
+
+class Destination:
+    """A destination service's compiled mesh policy (shared by every caller)."""
+
+    __slots__ = ("service", "policy", "routes", "cluster_policies", "rate_limit")
+
+    def __init__(self, sim: Any, service: Any, policy: Any) -> None:
+        self.service = service
+        self.policy = policy
+        n = len(policy.routes)
+        self.routes = [RouteRT(policy.route_policies(i)) for i in range(n)] if n \
+            else [RouteRT(policy.route_policies(None))]
+        self.cluster_policies: dict[str | None, Any] = {v.name: policy.cluster_policies(v.name)
+                                                        for v in service.versions}
+        self.cluster_policies[None] = policy.cluster_policies(None)
+        self.rate_limit = getattr(policy, "rate_limit", None)
+
+
+class Sidecars:
+    """Every caller sidecar's router state, created lazily per (caller, destination version)."""
+
+    def __init__(self, sim: Any) -> None:
+        self.sim = sim
+        self.clusters: dict[tuple[int, int], ClusterState] = {}
+        self.route_queues: dict[float, DeadlineQueue] = {}
+        self.try_queues: dict[float, DeadlineQueue] = {}
+        self.retry_u = sim.streams.uniforms("retry")
+        self.fault_u = sim.streams.uniforms("fault")
+        self.mirror_u = sim.streams.uniforms("mirror")
+
+    # ------------------------------------------------------------------ helpers
+    def cluster(self, caller: int, version: Any, dest: Destination) -> ClusterState:
+        key = (caller, version.vid if version is not None else -1 - dest.service.idx)
+        cl = self.clusters.get(key)
+        if cl is None:
+            cl = ClusterState(self.sim, dest, version, str(caller))
+            self.clusters[key] = cl
+        return cl
+
+    def _route_queue(self, length: float) -> DeadlineQueue:
+        q = self.route_queues.get(length)
+        if q is None:
+            q = DeadlineQueue(self.sim, length, self._route_expired, _call_resolved)
+            self.route_queues[length] = q
+        return q
+
+    def _try_queue(self, length: float) -> DeadlineQueue:
+        q = self.try_queues.get(length)
+        if q is None:
+            q = DeadlineQueue(self.sim, length, self._try_expired, _try_resolved)
+            self.try_queues[length] = q
+        return q
+
+    # ------------------------------------------------------------------ a request
+    def send(self, dest: Destination, caller: int, czone: str | None, parent: Any, attrs: Any, depth: int,
+             on_resp: Any, rid: int, optional: bool) -> Call:
+        sim = self.sim
+        now = sim.env._now
+        call = Call()
+        call.rid = rid
+        call.caller = caller
+        call.czone = czone
+        call.service = dest.service
+        call.parent = parent
+        call.attrs = attrs
+        call.depth = depth
+        call.on_resp = on_resp
+        call.optional = optional
+        call.t_send = now
+        call.dest = dest
+        router = dest.service.router
+        path, method, headers = attrs if attrs is not None else ("/", "GET", {})
+        if router is not None:
+            idx = router.match(path, method, headers)
+            if idx is None:
+                self._finish(call, 404, FLAG_NR)
+                return call
+            vname = router.pick(idx, next(sim.route_u))
+            route = dest.routes[idx]
+        else:
+            idx = None
+            route = dest.routes[0]
+            vname = None
+        call.route = route
+        svc = dest.service
+        # a route names a subset (version); without routes the cluster is the whole service
+        version = svc.by_name[vname] if vname is not None else (svc.versions[0] if len(svc.versions) == 1 else None)
+        call.cluster = cl = self.cluster(caller, version, dest)
+        call.hash_key = headers.get(getattr(cl.lb.policy, "hash_key", None) or "", None) if headers else None
+        # mirroring: a shadow copy to another version, its response discarded
+        mirror = route.mirror
+        if mirror is not None and next(self.mirror_u) < mirror.fraction:
+            self._mirror(call, mirror, svc, caller, czone, attrs, depth, rid)
+        # fault filter: delay first, then abort with its own draw
+        fault = route.fault_injector
+        if fault is not None:
+            d = fault.decide(next(self.fault_u), next(self.fault_u))
+            if d.abort_status and not d.delay_s:
+                cl.stats["fault.aborts_injected"] = cl.stats.get("fault.aborts_injected", 0) + 1
+                self._finish(call, d.abort_status, FLAG_FI)
+                return call
+            if d.delay_s:
+                call.flags |= FLAG_DI
+                t = Timer((call, d.abort_status))
+                t.callbacks = [self._after_fault_delay]
+                sim._schedule(t, d.delay_s)
+                return call
+        self._start(call, now)
+        return call
+
+    def _after_fault_delay(self, t: Timer) -> None:
+        pair: Any = t.obj
+        call, abort = pair
+        fault = call.route.fault_injector
+        if hasattr(fault, "delay_ended"):
+            fault.delay_ended()
+        if abort:
+            self._finish(call, abort, FLAG_FI)
+            return
+        self._start(call, self.sim.env._now)
+
+    def _start(self, call: Call, now: float) -> None:
+        from meshsim.policies.retry import RetryState
+
+        route = call.route
+        cl = call.cluster
+        call.retry = RetryState.create(route.retry_policy, cl.breaker, self.retry_u.__next__, stats=cl.stats)
+        call.per_try = route.per_try_timeout
+        if route.timeout > 0:
+            self._route_queue(route.timeout).add(call, now)
+        self._try(call, now)
+
+    def _mirror(self, call: Call, mirror: Any, svc: Any, caller: int, czone: str | None, attrs: Any, depth: int,
+                rid: int) -> None:
+        version = svc.by_name.get(mirror.version)
+        if version is None or not version.hosts:
+            return
+        i = version.rr
+        version.rr = i + 1
+        host = version.hosts[i % len(version.hosts)]
+        att = Attempt(rid, caller, czone, svc, None, attrs, depth, self._shadow_done, True, self.sim.env._now)
+        att.host = host
+        att.script = host.ver.script
+        att.flags = 0
+        self.sim._deliver_to_host(att)
+
+    def _shadow_done(self, att: Attempt) -> None:
+        att.mirror = True  # type: ignore[attr-defined]
+        self.sim._rec_attempt(att)
+
+    # ------------------------------------------------------------------ tries
+    def _try(self, call: Call, now: float) -> None:
+        cl = call.cluster
+        st = call.retry
+        lb = cl.lb
+        if st is not None and st.tried_hosts:
+            host = lb.choose(call.hash_key, call.czone, avoid=st.tried_hosts, max_attempts=1 + st._host_attempts)
+        else:
+            host = lb.choose(call.hash_key, call.czone)
+        stats = cl.stats
+        if host is None:
+            stats["upstream_cx_none_healthy"] = stats.get("upstream_cx_none_healthy", 0) + 1
+            self._finish(call, 503, FLAG_UH)
+            return
+        active = cl.rm_active()
+        if active >= cl.max_requests:
+            # max_requests reached: the request waits (pending) or overflows
+            if len(cl.pending) >= cl.max_pending:
+                stats["upstream_rq_pending_overflow"] = stats.get("upstream_rq_pending_overflow", 0) + 1
+                self._overflow(call)
+                return
+            stats["upstream_rq_pending_total"] = stats.get("upstream_rq_pending_total", 0) + 1
+            cl.pending.append((call, host))
+            return
+        self._dispatch(call, host, now)
+
+    def _overflow(self, call: Call) -> None:
+        """Circuit-breaker overflow: 503 UO, never retried; a retry slot held for this try is released."""
+        self._finish(call, 503, FLAG_UO)
+
+    def _dispatch(self, call: Call, host: Host, now: float) -> None:
+        sim = self.sim
+        cl = call.cluster
+        st = call.retry
+        if st is not None:
+            st.on_host_attempted(host.hid) if st.tried_hosts is not None else None
+        call.try_no += 1
+        att = Attempt(call.rid, call.caller, call.czone, call.service, call, call.attrs, call.depth,
+                      self._try_done, call.optional, now)
+        att.try_no = call.try_no
+        att.host = host
+        att.script = host.ver.script
+        cl.act[host.hid] += 1
+        call.active.append(att)
+        if call.per_try > 0:
+            self._try_queue(call.per_try).add(att, now)
+        sim._deliver_to_host(att)
+
+    def _release(self, att: Attempt) -> None:
+        """The try no longer holds a request slot: admit a pending request if any."""
+        call = att.parent
+        cl = call.cluster
+        cl.act[att.host.hid] -= 1
+        if cl.pending and cl.rm_active() < cl.max_requests:
+            nxt, host = cl.pending.pop(0)
+            if not nxt.done:
+                self._dispatch(nxt, host, self.sim.env._now)
+
+    def _try_done(self, att: Attempt) -> None:
+        """A try's response reached the caller's sidecar."""
+        if att.abandoned:  # type: ignore[attr-defined]
+            return  # a timed-out try answering late: already judged and recorded
+        sim = self.sim
+        now = sim.env._now
+        att.abandoned = True  # type: ignore[attr-defined]  # judged
+        sim._rec_attempt(att)
+        call = att.parent
+        call.active.remove(att)
+        self._release(att)
+        cl = call.cluster
+        status = att.status
+        cl.record(att.host, status, now)
+        if call.done:
+            return
+        self._judge(call, att, status, None, now)
+
+    def _judge(self, call: Call, att: Attempt, status: int | None, reset: Any, now: float) -> None:
+        from meshsim.policies.retry import RetryDecision
+
+        st = call.retry
+        final_status = status if status is not None else 504
+        if st is None:
+            self._finish(call, final_status, att.flags)
+            return
+        decision, delay = st.should_retry(status, reset, now)
+        if decision is RetryDecision.YES:
+            t = Timer(call)
+            t.callbacks = [self._retry_now]
+            self.sim._schedule(t, delay)
+            return
+        flags = att.flags
+        if decision is RetryDecision.LIMIT_EXCEEDED:
+            flags |= FLAG_URX
+        elif decision is RetryDecision.OVERFLOW:
+            flags |= FLAG_UO
+        self._finish(call, final_status, flags)
+
+    def _retry_now(self, t: Timer) -> None:
+        call: Any = t.obj
+        if call.done:
+            return
+        self._try(call, self.sim.env._now)
+
+    def _try_expired(self, att: Attempt) -> None:
+        """Per-try timeout: the try is reset (its work goes on upstream), then the retry decision."""
+        from meshsim.policies.outlier import OutlierResult
+        from meshsim.policies.retry import ResetKind
+
+        sim = self.sim
+        now = sim.env._now
+        call = att.parent
+        att.abandoned = True  # type: ignore[attr-defined]
+        att.status = 504
+        att.flags |= FLAG_UT
+        sim._rec_attempt(att)
+        call.active.remove(att)
+        self._release(att)
+        cl = call.cluster
+        cl.stats["upstream_rq_per_try_timeout"] = cl.stats.get("upstream_rq_per_try_timeout", 0) + 1
+        cl.record(att.host, OutlierResult.LOCAL_ORIGIN_TIMEOUT, now)
+        if call.done:
+            return
+        self._judge(call, att, None, ResetKind.PER_TRY_TIMEOUT, now)
+
+    def _route_expired(self, call: Call) -> None:
+        """The route timeout: every try still out is reset, the caller gets 504 UT."""
+        sim = self.sim
+        cl = call.cluster
+        cl.stats["upstream_rq_timeout"] = cl.stats.get("upstream_rq_timeout", 0) + 1
+        for att in list(call.active):
+            att.abandoned = True  # type: ignore[attr-defined]
+            att.status = 504
+            att.flags |= FLAG_UT
+            sim._rec_attempt(att)
+            self._release(att)
+        call.active.clear()
+        self._finish(call, 504, FLAG_UT)
+
+    def _finish(self, call: Call, status: int, flags: int) -> None:
+        call.done = True
+        call.status = status
+        call.flags |= flags
+        if call.try_no == 0:  # a local reply (NR, UH, UO, FI, ...): one attempt row without a host
+            att = Attempt(call.rid, call.caller, call.czone, call.service, call, call.attrs, call.depth,
+                          call.on_resp, call.optional, call.t_send)
+            att.status = status
+            att.flags = call.flags
+            self.sim._rec_attempt(att)
+        if call.retry is not None:
+            call.retry.on_request_end()
+        call.t_done = self.sim.env._now
+        call.on_resp(call)
+
+
+def _call_resolved(call: Call) -> bool:
+    return call.done
+
+
+def _try_resolved(att: Attempt) -> bool:
+    return att.abandoned or att.parent.done  # type: ignore[attr-defined]
+

@@ -1,0 +1,161 @@
+"""Envoy's policies in full simulations: emergent behaviour with stated tolerances.
+
+Each test names the Envoy behaviour it pins; seeds are fixed.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from meshsim.config import parse_scenario
+from meshsim.sim import simulate
+
+
+def scenario(services: dict, traffic: list | None = None, **top) -> object:
+    data = {"name": "p", "seed": 3, "duration": 20.0, "network": {"latency": 0}, "services": services,
+            "traffic": traffic or [{"name": "users", "to": next(iter(services)), "rate": "100/s"}]}
+    data.update(top)
+    return parse_scenario(data)
+
+
+def test_default_route_timeout_is_envoys_15s_and_the_upstream_keeps_working():
+    scn = scenario({"front": {"latency": "1ms", "workers": 10, "script": [{"call": "slow"}]},
+                    "slow": {"latency": "20s", "workers": 10}},
+                   traffic=[{"to": "front", "rate": "1/s"}], duration=3.0, drain="30s")
+    res = simulate(scn)
+    calls = res.attempts[res.attempts["service"] == "slow"]
+    assert (calls["status"] == 504).all() and (calls["flags"] == "UT").all()
+    np.testing.assert_allclose(calls["latency_s"], 15.0, atol=1e-9)
+    # the callee still did the 20 s of work: its workers were busy
+    assert res.timeseries.query("service == 'slow'")["utilization"].max() > 0
+
+
+def test_route_timeout_answers_504_ut():
+    scn = scenario({"front": {"latency": "1ms", "workers": 100, "script": [{"call": "slow"}]},
+                    "slow": {"latency": "300ms", "workers": 100}},
+                   mesh={"slow": {"timeout": "100ms"}}, duration=2.0)
+    res = simulate(scn)
+    calls = res.attempts[res.attempts["service"] == "slow"]
+    assert (calls["status"] == 504).all()
+    np.testing.assert_allclose(res.requests["latency_s"], 0.101, atol=1e-9)
+    assert res.summary["stats"]["slow|default"]["upstream_rq_timeout"] == len(res.requests)
+
+
+def test_retries_two_on_a_host_failing_30_percent_give_one_minus_0_3_cubed():
+    """num_retries 2 with the retry breaker out of reach: success ~ 1 - 0.3^3 = 0.973."""
+    scn = scenario({"front": {"latency": "1ms", "workers": 50, "script": [{"call": "flaky"}]},
+                    "flaky": {"latency": "1ms", "workers": 50, "errors": {"rate": 0.3, "status": 503}}},
+                   mesh={"flaky": {"retries": {"retry_on": "5xx", "num_retries": 2},
+                                   "circuit_breakers": {"max_retries": 1000}}},
+                   traffic=[{"to": "front", "rate": "50/s"}], duration=200.0)
+    res = simulate(scn)
+    ok = (res.requests["status"] == 200).mean()
+    n = len(res.requests)
+    # binomial 4-sigma band around 0.973
+    assert abs(ok - (1 - 0.3**3)) < 4 * math.sqrt(0.973 * 0.027 / n)
+    s = res.summary["stats"]["flaky|default"]
+    assert s.get("upstream_rq_retry_overflow", 0) == 0
+    assert s["upstream_rq_retry"] > 0
+
+
+def test_default_max_retries_breaker_caps_retries_at_high_concurrency():
+    """Same policy under heavy concurrency: the default max_retries 3 overflows (UO) and success drops."""
+    services = {"front": {"latency": "1ms", "workers": 400, "script": [{"call": "flaky"}]},
+                "flaky": {"latency": "50ms", "workers": 400, "errors": {"rate": 0.3, "status": 503}}}
+    low = simulate(scenario(services, mesh={"flaky": {"retries": {"retry_on": "5xx", "num_retries": 2}}},
+                            traffic=[{"to": "front", "rate": "2000/s"}], duration=10.0))
+    ok = (low.requests["status"] == 200).mean()
+    s = low.summary["stats"]["flaky|default"]
+    assert s["upstream_rq_retry_overflow"] > 0
+    assert ok < 0.9  # far below 0.973
+    uo = low.requests["flags"].astype(str).str.contains("UO")
+    assert (low.requests.loc[uo, "status"] == 503).all()  # the upstream's own 503 goes back
+
+
+def test_retry_amplification_is_k_to_the_l_at_the_bottom():
+    """3 tries per layer over 3 layers, bottom failing 100 %: 27 attempts reach the bottom per request."""
+    retry = {"retries": {"retry_on": "5xx", "num_retries": 2, "retry_back_off": {"base_interval": "1ms"}}}
+    scn = scenario({"l1": {"latency": "1ms", "workers": 100, "script": [{"call": "l2"}]},
+                    "l2": {"latency": "1ms", "workers": 100, "script": [{"call": "l3"}]},
+                    "l3": {"latency": "1ms", "workers": 100, "errors": 1.0}},
+                   traffic=[{"to": "l1", "rate": "1/s", "arrivals": "uniform"}],
+                   mesh={"l1": retry, "l2": retry, "l3": retry}, duration=10.0)
+    res = simulate(scn)
+    bottom = res.attempts[res.attempts["service"] == "l3"].groupby("request_id").size()
+    assert len(bottom) == len(res.requests) == 10
+    assert (bottom == 27).all()
+
+
+def test_outlier_ejects_the_bad_host_at_its_fifth_consecutive_5xx_and_returns_on_the_tick():
+    scn = scenario({"front": {"latency": "1ms", "workers": 50, "script": [{"call": "back"}]},
+                    "back": {"latency": "1ms", "workers": 50, "replicas": 5,
+                             "versions": {"good": {"replicas": 4}, "bad": {"replicas": 1, "errors": 1.0}}}},
+                   traffic=[{"to": "front", "rate": "100/s", "arrivals": "uniform"}],
+                   mesh={"back": {"outlier_detection": {"consecutive_5xx": 5, "interval": "1s",
+                                                        "base_ejection_time": "5s", "max_ejection_percent": 50}}},
+                   duration=30.0)
+    res = simulate(scn)
+    ev = res.outlier_events
+    ejections = ev[ev["action"] == "eject"]
+    assert len(ejections) >= 2
+    bad = res.attempts[(res.attempts["version"] == "bad")]
+    first = ejections["time_s"].iloc[0]
+    # exactly five failures before the first ejection
+    assert (bad["end_s"] <= first + 1e-12).sum() == 5
+
+
+def test_max_ejection_percent_default_never_ejects_with_fewer_than_ten_hosts():
+    scn = scenario({"front": {"latency": "1ms", "workers": 50, "script": [{"call": "back"}]},
+                    "back": {"latency": "1ms", "workers": 50,
+                             "versions": {"good": {"replicas": 4}, "bad": {"replicas": 1, "errors": 1.0}}}},
+                   mesh={"back": {"outlier_detection": {"consecutive_5xx": 5}}}, duration=10.0)
+    res = simulate(scn)
+    ev = res.outlier_events
+    assert (ev["action"] == "eject").sum() == 0
+    # the cluster without a route is the whole service: Envoy's outbound|80||back
+    assert res.summary["stats"]["back|*"].get("outlier_detection.ejections_overflow", 0) > 0
+
+
+def test_circuit_breaker_overflow_answers_503_uo():
+    scn = scenario({"front": {"latency": "1ms", "workers": 100, "script": [{"call": "slow"}]},
+                    "slow": {"latency": "100ms", "workers": 100}},
+                   mesh={"slow": {"circuit_breakers": {"max_requests": 1, "max_pending_requests": 1}}},
+                   traffic=[{"to": "front", "rate": "50/s"}], duration=10.0)
+    res = simulate(scn)
+    calls = res.attempts[res.attempts["service"] == "slow"]
+    uo = calls[calls["flags"] == "UO"]
+    assert len(uo) > 0 and (uo["status"] == 503).all() and (uo["replica"] == -1).all()
+    assert res.summary["stats"]["slow|default"]["upstream_rq_pending_overflow"] == len(uo)
+    assert len(calls) == len(res.requests)  # one row per call: reached the host, or overflowed
+    # at most one request active and one pending at any time: the slow service never has 3 in flight
+    assert res.timeseries.query("service == 'slow'")["in_flight"].max() <= 1
+    assert (res.requests["status"] == 500).sum() == len(uo)  # the caller fails when its call overflows
+
+
+def test_fault_abort_percentage_within_binomial_tolerance():
+    scn = scenario({"front": {"latency": "1ms", "workers": 100, "script": [{"call": "back"}]},
+                    "back": {"latency": "1ms", "workers": 100}},
+                   mesh={"back": {"fault": {"abort": {"http_status": 503, "percentage": 20}}}},
+                   duration=50.0)
+    res = simulate(scn)
+    st = res.requests["status"]
+    k = int((st == 500).sum())
+    assert stats.binomtest(k, len(st), 0.20).pvalue > 1e-3
+
+
+def test_local_rate_limit_answers_429_rl_beyond_the_bucket():
+    scn = scenario({"api": {"latency": "1ms", "workers": 100}},
+                   traffic=[{"to": "api", "rate": "100/s", "arrivals": "uniform"}],
+                   mesh={"api": {"rate_limit": {"token_bucket": {"max_tokens": 10, "tokens_per_fill": 10,
+                                                                 "fill_interval": "1s"},
+                                                "filter_enabled": 100, "filter_enforced": 100}}},
+                   duration=10.0)
+    res = simulate(scn)
+    st = res.requests["status"]
+    # 10 tokens a second (plus the initial burst of 10) out of 100 requests a second
+    assert (st == 200).sum() == pytest.approx(110, abs=12)
+    assert (st == 429).sum() > 0
