@@ -304,13 +304,37 @@ def _rel(path: Path) -> str:
         return str(path)
 
 
-def _bookinfo_child(requests: int, scenario: Path) -> int:
+#: the policies of section 4, on every destination of the scenario (routes it already has are kept)
+POLICIES = {
+    "timeout": "3s",
+    "retries": {"retry_on": "5xx,reset,connect-failure", "num_retries": 2, "per_try_timeout": "1s"},
+    "circuit_breakers": {"max_requests": 1000, "max_pending_requests": 1000},
+    "outlier_detection": {"consecutive_5xx": 5, "max_ejection_percent": 50},
+    "load_balancer": {"lb_policy": "LEAST_REQUEST"},
+}
+
+
+def with_policies(path: Path):
+    """The scenario at ``path`` with :data:`POLICIES` on every service."""
+    import yaml
+
+    from meshsim.config import parse_scenario
+
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    mesh = raw.setdefault("mesh", {}) or {}
+    raw["mesh"] = mesh
+    for svc in raw["services"]:
+        mesh[svc] = {**POLICIES, **(mesh.get(svc) or {})}
+    return parse_scenario(raw, source=f"{path} + policies")
+
+
+def _bookinfo_child(requests: int, scenario: Path, policies: bool = False) -> int:
     """Run in the child: size, run and time bookinfo; print one JSON line."""
     from meshsim.config import apply_overrides, load_scenario
     from meshsim.sim import expected_requests, simulate
 
     rss_after_import = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    base = load_scenario(scenario)
+    base = with_policies(scenario) if policies else load_scenario(scenario)
     rate = expected_requests(base) / float(base.duration)
     if not rate > 0:
         raise SystemExit("bookinfo: the scenario's open-loop traffic rate is zero; cannot size the run")
@@ -340,7 +364,7 @@ def _bookinfo_child(requests: int, scenario: Path) -> int:
     return 0
 
 
-def measure_bookinfo(requests: int, scenario: Path = BOOKINFO) -> dict:
+def measure_bookinfo(requests: int, scenario: Path = BOOKINFO, policies: bool = False) -> dict:
     """Run the bookinfo child and read its peak memory; ``{"note": ...}`` when it cannot run."""
     if not scenario.exists():
         return {"note": f"not available (no {_rel(scenario)} yet)"}
@@ -350,7 +374,7 @@ def measure_bookinfo(requests: int, scenario: Path = BOOKINFO) -> dict:
     except Exception as exc:  # noqa: BLE001
         return {"note": f"not available ({type(exc).__name__}: {exc})"}
     cmd = [sys.executable, str(Path(__file__).resolve()), "--bookinfo-child", str(requests),
-           "--scenario", str(scenario)]
+           "--scenario", str(scenario)] + (["--with-policies"] if policies else [])
     print(f"  bookinfo: {requests:,} requests in a child process", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=str(ROOT))
@@ -537,6 +561,27 @@ def render_report(info: dict, args: argparse.Namespace, rows: list[EngineRow], e
           f"{mem['peak_rss_kib'] / 1024:,.0f} | {mem['rss_after_import_kib'] / 1024:,.0f} | "
           f"{'yes' if mem['peak_rss_kib'] < 2 * 1024 * 1024 else '**no**'} |")
     w("")
+    w(f"## 4. Cost of the mesh policies: {args.scenario.stem} at {args.bookinfo_requests:,} requests")
+    w("")
+    pol = extra.get("policies")
+    if pol is None:
+        w("Skipped.")
+    elif "note" in pol or bookinfo is None or "note" in (bookinfo or {}):
+        w(f"meshsim: {(pol or {}).get('note', 'section 2 did not run')}.")
+    else:
+        ratio = pol["wall_s"] / bookinfo["wall_s"]
+        w("The same scenario as section 2, in the same run, with these policies on every destination "
+          "(routes kept): " + ", ".join(f"`{k}: {json.dumps(v)}`" for k, v in POLICIES.items()) + ". "
+          "Target: the policies cost at most 2× the time of the plain scenario.")
+        w("")
+        w("| variant | end-to-end requests | wall (s) | requests/s | success rate | cost ratio | within 2× |")
+        w("|---|---:|---:|---:|---:|---:|:---:|")
+        for label, b in (("plain", bookinfo), ("with policies", pol)):
+            sr = b.get("success_rate")
+            r = b["wall_s"] / bookinfo["wall_s"]
+            w(f"| {label} | {b['requests']:,} | {b['wall_s']:.2f} | {_fmt_rate(b['requests'] / b['wall_s'])} | "
+              f"{sr:.4f} | {r:.2f}× | {'–' if label == 'plain' else ('yes' if ratio <= 2 else '**no**')} |")
+    w("")
     return "\n".join(out)
 
 
@@ -560,6 +605,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true",
                    help="exit 1 when meshsim misses a speed target or the two-stream engines disagree")
     p.add_argument("--bookinfo-child", type=int, metavar="REQUESTS", help=argparse.SUPPRESS)
+    p.add_argument("--with-policies", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--skip-policies", action="store_true", help="leave out section 4")
     p.add_argument("--scenario", type=Path, default=BOOKINFO,
                    help="scenario of section 2 (default scenarios/bookinfo.yaml)")
     return p
@@ -570,7 +617,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
     if args.bookinfo_child is not None:
-        return _bookinfo_child(args.bookinfo_child, args.scenario)
+        return _bookinfo_child(args.bookinfo_child, args.scenario, args.with_policies)
     for name, full, quick in (("n", 200_000, 20_000), ("repeats", 3, 1), ("bookinfo_requests", 1_000_000, 20_000),
                               ("memory_requests", 10_000_000, 200_000)):
         if getattr(args, name) is None:
@@ -585,6 +632,8 @@ def main(argv: list[str] | None = None) -> int:
     info["load_after"] = f"{os.getloadavg()[0]:.2f}"
     bookinfo = None if args.skip_bookinfo else measure_bookinfo(args.bookinfo_requests, args.scenario)
     extra["memory"] = None if args.skip_memory else measure_bookinfo(args.memory_requests, MMC)
+    extra["policies"] = None if (args.skip_policies or args.skip_bookinfo) else \
+        measure_bookinfo(args.bookinfo_requests, args.scenario, policies=True)
     report = render_report(info, args, rows, extra, bookinfo)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(report, encoding="utf-8")

@@ -36,6 +36,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from meshsim.policies.fault import FaultInjector
+from meshsim.policies.load_balancer import LoadBalancer
+from meshsim.policies.outlier import EjectionAction, LbUpdate, OutlierDetector, OutlierResult
+from meshsim.policies.retry import ResetKind, RetryBreaker, RetryDecision, RetryState
 from meshsim.sim._deadlines import DeadlineQueue
 from meshsim.sim._runtime import FLAG_CODES, Attempt, Host, Timer
 
@@ -102,14 +106,11 @@ class Call:
 class ClusterState:
     """A destination cluster (one version) as one caller sidecar sees it: LB, breakers, outlier detector."""
 
-    __slots__ = ("sim", "dest", "version", "label", "hosts", "lb", "breaker", "outlier", "stats", "act", "pending",
+    __slots__ = ("sim", "dest", "version", "label", "hosts", "lb", "breaker", "active_total", "outlier", "stats", "act", "pending",
                  "max_requests", "max_pending", "healthy", "interval_timer", "sidecar_key")
 
     def __init__(self, sim: Any, dest: Destination, version: Any, sidecar_key: str) -> None:
         """``version`` is a ``VersionRT`` (a subset cluster) or ``None`` (the whole service)."""
-        from meshsim.policies.load_balancer import LoadBalancer
-        from meshsim.policies.outlier import OutlierDetector
-        from meshsim.policies.retry import RetryBreaker
 
         self.sim = sim
         self.dest = dest
@@ -120,6 +121,7 @@ class ClusterState:
         cp = dest.cluster_policies[None if version is None else version.name]
         self.hosts: list[Host] = list(dest.service.hosts if version is None else version.hosts)
         self.act: dict[int, int] = {h.hid: 0 for h in self.hosts}
+        self.active_total = 0  # requests out to this cluster from this sidecar (circuit breaker max_requests)
         self.stats: dict[str, int] = {}
         self.max_requests = int(cp.circuit_breakers.max_requests)
         self.max_pending = int(cp.circuit_breakers.max_pending_requests)
@@ -145,7 +147,7 @@ class ClusterState:
         return self.act[host.hid]
 
     def rm_active(self) -> int:
-        return sum(self.act.values())
+        return self.active_total
 
     # ------------------------------------------------------------------ outlier detection
     def record(self, host: Host, result: Any, now: float) -> None:
@@ -165,7 +167,6 @@ class ClusterState:
 
     def _apply(self, ev: Any, now: float) -> None:
         """An outlier event: log it, and let the load balancer learn of it when Envoy's merge window says."""
-        from meshsim.policies.outlier import EjectionAction, LbUpdate
 
         self.sim.outlier_events.append((now, self.dest.service.name, self.label, self.sidecar_key,
                                         _host_name(self.hosts, ev.host), ev.action.value,
@@ -183,7 +184,6 @@ class ClusterState:
         self._deliver(self.sim.env._now)
 
     def _deliver(self, now: float) -> None:
-        from meshsim.policies.outlier import EjectionAction
 
         changes = self.outlier.merger.deliver(now)  # type: ignore[union-attr]
         if not changes:
@@ -203,19 +203,30 @@ def _host_name(hosts: list[Host], hid: Any) -> str:
     return str(hid)
 
 
+class _RetryRT:
+    """A retry policy's runtime tuple, read once (``RetryState`` takes it in place of the pydantic model)."""
+
+    __slots__ = ("_rt", "_flags", "codes")
+
+    def __init__(self, policy: Any) -> None:
+        self._rt = policy._rt
+        self._flags = policy._flags
+        self.codes = frozenset(self._rt[1])
+
+
 class RouteRT:
     """One route's policies, compiled for the hot path."""
 
-    __slots__ = ("timeout", "per_try_timeout", "retry_policy", "fault_injector", "mirror")
+    __slots__ = ("timeout", "per_try_timeout", "retry_policy", "retry_rt", "fault_injector", "mirror")
 
     def __init__(self, rp: Any) -> None:
-        from meshsim.policies.fault import FaultInjector
 
         timeout = rp.timeout
         self.timeout = float(timeout.timeout)
         # Envoy ignores a per-try timeout at or above a non-zero route timeout
         self.per_try_timeout = float(timeout.effective_per_try_timeout)
         self.retry_policy = rp.retries
+        self.retry_rt = _RetryRT(rp.retries) if rp.retries is not None and rp.retries.active else None
         self.fault_injector = FaultInjector(rp.fault) if rp.fault is not None else None
         self.mirror = rp.mirror
 
@@ -341,11 +352,9 @@ class Sidecars:
         self._start(call, self.sim.env._now)
 
     def _start(self, call: Call, now: float) -> None:
-        from meshsim.policies.retry import RetryState
-
+        # the retry state is created at the first outcome that needs it (see _judge): a request whose
+        # first try succeeds never needs one, and Envoy's shouldRetry would answer NO without effects
         route = call.route
-        cl = call.cluster
-        call.retry = RetryState.create(route.retry_policy, cl.breaker, self.retry_u.__next__, stats=cl.stats)
         call.per_try = route.per_try_timeout
         if route.timeout > 0:
             self._route_queue(route.timeout).add(call, now)
@@ -383,8 +392,7 @@ class Sidecars:
             stats["upstream_cx_none_healthy"] = stats.get("upstream_cx_none_healthy", 0) + 1
             self._finish(call, 503, FLAG_UH)
             return
-        active = cl.rm_active()
-        if active >= cl.max_requests:
+        if cl.active_total >= cl.max_requests:
             # max_requests reached: the request waits (pending) or overflows
             if len(cl.pending) >= cl.max_pending:
                 stats["upstream_rq_pending_overflow"] = stats.get("upstream_rq_pending_overflow", 0) + 1
@@ -403,8 +411,8 @@ class Sidecars:
         sim = self.sim
         cl = call.cluster
         st = call.retry
-        if st is not None:
-            st.on_host_attempted(host.hid) if st.tried_hosts is not None else None
+        if st is not None and st.tried_hosts is not None:
+            st.on_host_attempted(host.hid)
         call.try_no += 1
         att = Attempt(call.rid, call.caller, call.czone, call.service, call, call.attrs, call.depth,
                       self._try_done, call.optional, now)
@@ -412,6 +420,7 @@ class Sidecars:
         att.host = host
         att.script = host.ver.script
         cl.act[host.hid] += 1
+        cl.active_total += 1
         call.active.append(att)
         if call.per_try > 0:
             self._try_queue(call.per_try).add(att, now)
@@ -422,7 +431,8 @@ class Sidecars:
         call = att.parent
         cl = call.cluster
         cl.act[att.host.hid] -= 1
-        if cl.pending and cl.rm_active() < cl.max_requests:
+        cl.active_total -= 1
+        if cl.pending and cl.active_total < cl.max_requests:
             nxt, host = cl.pending.pop(0)
             if not nxt.done:
                 self._dispatch(nxt, host, self.sim.env._now)
@@ -446,13 +456,17 @@ class Sidecars:
         self._judge(call, att, status, None, now)
 
     def _judge(self, call: Call, att: Attempt, status: int | None, reset: Any, now: float) -> None:
-        from meshsim.policies.retry import RetryDecision
-
         st = call.retry
         final_status = status if status is not None else 504
         if st is None:
-            self._finish(call, final_status, att.flags)
-            return
+            rt = call.route.retry_rt
+            if rt is None or (reset is None and status < 400 and status not in rt.codes):  # type: ignore[operator]
+                self._finish(call, final_status, att.flags)  # nothing to retry, no state to keep
+                return
+            cl = call.cluster
+            st = call.retry = RetryState(rt, cl.breaker, self.retry_u.__next__, stats=cl.stats)  # type: ignore[arg-type]
+            if st.tried_hosts is not None:
+                st.on_host_attempted(att.host.hid)
         decision, delay = st.should_retry(status, reset, now)
         if decision is RetryDecision.YES:
             t = Timer(call)
@@ -474,8 +488,6 @@ class Sidecars:
 
     def _try_expired(self, att: Attempt) -> None:
         """Per-try timeout: the try is reset (its work goes on upstream), then the retry decision."""
-        from meshsim.policies.outlier import OutlierResult
-        from meshsim.policies.retry import ResetKind
 
         sim = self.sim
         now = sim.env._now
