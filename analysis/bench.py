@@ -189,6 +189,8 @@ def mmc_scenario(n: int, seed: int, record: str = "full") -> dict:
         "services": {"station": {"replicas": 1, "workers": C,
                                  "latency": {"type": "exponential", "mean": 1.0 / MU / TIME_SCALE}}},
         "network": {"latency": 0},
+        # a bare queue, as the peers model it: no network legs and no sidecar route timeout
+        "mesh": {"station": {"timeout": 0}},
         "traffic": [{"name": "poisson", "to": "station", "rate": LAM * TIME_SCALE}],
     }
     if record != "full":
@@ -430,7 +432,8 @@ def render_report(info: dict, args: argparse.Namespace, rows: list[EngineRow], e
       "`time.process_time` of the same runs. The four peers follow simulation.md Part 2's "
       f"two-stream convention (seed {args.seed}); meshsim draws from its own numpy streams, in milliseconds "
       f"(λ = 3,600/s, mean service 1 ms: the same queue at a mesh's time scale; waits are reported back in "
-      f"the peers' unit), and runs "
+      f"the peers' unit), as a bare queue (no network delay, Envoy's default 15 s route timeout off: "
+      f"`mesh: {{station: {{timeout: 0}}}}`), and runs "
       f"for n / λ = {n / LAM / TIME_SCALE:,.1f} simulated seconds, so its customer count is the number of requests it "
       "actually generated.")
     w("")

@@ -46,6 +46,18 @@ __all__ = ["Simulation", "FAILED"]
 def _answered(att: Attempt) -> bool:
     return att.abandoned
 
+
+def _plain_path_suffices(mp: Any) -> bool:
+    """The plain path runs a service-level route timeout and a local rate limit; anything else needs the router."""
+    if mp.versions or mp.retries is not None or mp.fault is not None or mp.mirror is not None:
+        return False
+    if any(getattr(mp, f) is not None for f in ("circuit_breakers", "outlier_detection", "load_balancer",
+                                                "health_check")):
+        return False
+    if any(r.policy_fields for r in mp.routes):
+        return False
+    return mp.timeout is None or float(mp.timeout.per_try_timeout) == 0.0
+
 NORMAL = 1  # simpy.events.NORMAL
 FLAG_NR = 1 << 0
 FLAG_UT = 1 << 4
@@ -179,7 +191,7 @@ class Simulation:
         plain_queues: dict[float, DeadlineQueue] = {}
         for name, svc in self.services.items():
             mp = scn.mesh_for(name)
-            if mp.has_policies:
+            if mp.has_policies and not _plain_path_suffices(mp):
                 svc.dest = Destination(self, svc, mp)
             else:
                 length = float(mp.route_policies(None).timeout.timeout)
@@ -309,6 +321,8 @@ class Simulation:
         """
         att.status = 504
         att.flags |= FLAG_UT
+        st = att.host.ver.stats
+        st["upstream_rq_timeout"] = st.get("upstream_rq_timeout", 0) + 1
         att.on_resp(att)
 
     # ------------------------------------------------------------------ callee side
@@ -349,6 +363,8 @@ class Simulation:
         if h.limiter.take(now) is RateLimitDecision.LIMITED:
             att.status = h.limiter.status if hasattr(h.limiter, "status") else 429
             att.flags |= FLAG_RL
+            st = h.ver.stats
+            st["http_local_rate_limit.rate_limited"] = st.get("http_local_rate_limit.rate_limited", 0) + 1
             self._respond(att)
             return True
         return False

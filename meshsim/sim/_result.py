@@ -197,6 +197,10 @@ def _summarize(sim, tables) -> dict:
                                 if total_workers else math.nan)
         s_all["versions"] = vers
         services[sname] = s_all
+    for v in sim.versions:
+        for name, value in v.stats.items():
+            target = stats.setdefault(f"{v.service.name}|{v.name}", {})
+            target[name] = target.get(name, 0) + value
     # the sidecars' own counters (retries, timeouts, overflows, ejections, LB), summed over callers
     for cl in sim.sidecars.clusters.values():
         key = f"{cl.dest.service.name}|{cl.label}"

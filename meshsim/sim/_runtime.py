@@ -152,7 +152,7 @@ class VersionRT:
     __slots__ = (
         "vid", "service", "name", "spec", "hosts", "blocking", "script", "sample", "errdraw",
         "busy", "area", "last", "in_flight", "arrivals", "completions", "errors", "rr",
-        "ts_in_flight", "ts_queue", "ts_area", "hist", "status_counts", "simple",
+        "ts_in_flight", "ts_queue", "ts_area", "hist", "status_counts", "simple", "stats",
     )
 
     def __init__(self, vid: int, service: ServiceRT, name: str, spec: Any) -> None:
@@ -179,6 +179,7 @@ class VersionRT:
         self.hist = None  # summary mode: caller-observed latency histogram
         self.status_counts: dict[int, int] = {}
         self.simple = False
+        self.stats: dict[str, int] = {}  # Envoy counters the plain path keeps (route timeouts, rate limits)
 
     @property
     def workers_total(self) -> int:
