@@ -159,6 +159,7 @@ class Simulation:
                 v.ts_in_flight = [0] * nslots
                 v.ts_queue = [0] * nslots
                 v.ts_area = [0.0] * nslots
+                v.ts_ejected = [0] * nslots
                 svc.versions.append(v)
                 svc.by_name[vname] = v
                 self.versions.append(v)
@@ -624,6 +625,9 @@ class Simulation:
                 last_area[i] = total
                 v.ts_in_flight[sec - 1] = v.in_flight
                 v.ts_queue[sec - 1] = sum(len(h.queue) for h in v.hosts)
+            for cl in self.sidecars.with_outlier:  # outlier_detection.ejections_active, over every caller
+                for hid in cl.outlier.ejected_hosts:
+                    self.hosts[hid].ver.ts_ejected[sec - 1] += 1
             if sec >= self.nslots - 1:
                 return
 

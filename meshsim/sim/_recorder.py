@@ -257,6 +257,7 @@ class Recorder:
                 "in_flight": np.asarray(v.ts_in_flight[:nsec], dtype=np.int64),
                 "queue_len": np.asarray(v.ts_queue[:nsec], dtype=np.int64),
                 "utilization": np.asarray(v.ts_area[:nsec], dtype=np.float64) / workers,
+                "ejected": np.asarray(v.ts_ejected[:nsec], dtype=np.int64),
             }))
         df = pd.concat(parts, ignore_index=True)
         df["service"] = df["service"].astype("category")

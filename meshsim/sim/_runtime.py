@@ -152,7 +152,7 @@ class VersionRT:
     __slots__ = (
         "vid", "service", "name", "spec", "hosts", "blocking", "script", "sample", "errdraw",
         "busy", "area", "last", "in_flight", "arrivals", "completions", "errors", "rr",
-        "ts_in_flight", "ts_queue", "ts_area", "hist", "status_counts", "simple", "stats",
+        "ts_in_flight", "ts_queue", "ts_area", "ts_ejected", "hist", "status_counts", "simple", "stats",
     )
 
     def __init__(self, vid: int, service: ServiceRT, name: str, spec: Any) -> None:
@@ -175,6 +175,7 @@ class VersionRT:
         self.ts_in_flight: list[int] = []
         self.ts_queue: list[int] = []
         self.ts_area: list[float] = []
+        self.ts_ejected: list[int] = []
         self.rr = 0
         self.hist = None  # summary mode: caller-observed latency histogram
         self.status_counts: dict[int, int] = {}

@@ -34,6 +34,7 @@ active health checking and hedging are not simulated yet.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from meshsim.policies.fault import FaultInjector
@@ -139,9 +140,13 @@ class ClusterState:
         if cp.outlier_detection is not None:
             self.outlier = OutlierDetector(cp.outlier_detection, hosts=[h.hid for h in self.hosts],
                                            rng=streams.get("outlier", *names))
+            # the detector starts with the sidecar (time 0), though this state is built at the first request
             self.interval_timer = Timer(self)
             self.interval_timer.callbacks = [self._interval]
-            sim._schedule(self.interval_timer, self.outlier.interval)
+            interval = self.outlier.interval
+            now = sim.env._now
+            first = math.floor(now / interval) * interval + interval
+            sim._schedule(self.interval_timer, first - now)
 
     def _active(self, host: Host) -> int:
         return self.act[host.hid]
@@ -254,6 +259,7 @@ class Sidecars:
     def __init__(self, sim: Any) -> None:
         self.sim = sim
         self.clusters: dict[tuple[int, int], ClusterState] = {}
+        self.with_outlier: list[ClusterState] = []  # clusters that run outlier detection (for the timeseries)
         self.route_queues: dict[float, DeadlineQueue] = {}
         self.try_queues: dict[float, DeadlineQueue] = {}
         self.retry_u = sim.streams.uniforms("retry")
@@ -267,6 +273,8 @@ class Sidecars:
         if cl is None:
             cl = ClusterState(self.sim, dest, version, str(caller))
             self.clusters[key] = cl
+            if cl.outlier is not None:
+                self.with_outlier.append(cl)
         return cl
 
     def _route_queue(self, length: float) -> DeadlineQueue:

@@ -106,6 +106,18 @@ def test_outlier_ejects_the_bad_host_at_its_fifth_consecutive_5xx_and_returns_on
     first = ejections["time_s"].iloc[0]
     # exactly five failures before the first ejection
     assert (bad["end_s"] <= first + 1e-12).sum() == 5
+    # un-ejected on the first 1 s interval tick at or after 5 s of ejection
+    unejections = ev[ev["action"] == "uneject"]
+    back = unejections["time_s"].iloc[0]
+    assert back >= first + 5.0 and back - (first + 5.0) <= 1.0 + 1e-9
+    assert back == pytest.approx(round(back))  # ticks fall on whole seconds from the start
+    # the second ejection lasts twice the base ejection time
+    second = ejections["time_s"].iloc[1]
+    back2 = unejections["time_s"].iloc[1]
+    assert back2 >= second + 10.0 and back2 - (second + 10.0) <= 1.0 + 1e-9
+    # the ejection shows in the timeseries (ejections_active)
+    ts = res.timeseries[res.timeseries["version"] == "bad"]
+    assert ts["ejected"].max() == 1 and ts["ejected"].sum() >= 10
 
 
 def test_max_ejection_percent_default_never_ejects_with_fewer_than_ten_hosts():
