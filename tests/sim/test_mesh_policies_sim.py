@@ -171,3 +171,64 @@ def test_local_rate_limit_answers_429_rl_beyond_the_bucket():
     # 10 tokens a second (plus the initial burst of 10) out of 100 requests a second
     assert (st == 200).sum() == pytest.approx(110, abs=12)
     assert (st == 429).sum() > 0
+
+
+def test_mirroring_sends_shadow_copies_whose_responses_nobody_waits_for():
+    scn = scenario({"front": {"latency": "1ms", "workers": 100, "script": [{"call": "back"}]},
+                    "back": {"latency": "1ms", "workers": 100,
+                             "versions": {"v1": {}, "v2": {"latency": "200ms", "errors": 1.0}}}},
+                   mesh={"back": {"routes": [{"route": "v1", "mirror": {"version": "v2", "percentage": 50}}]}},
+                   duration=20.0)
+    res = simulate(scn)
+    a = res.attempts
+    shadow = a[a["version"] == "v2"]
+    n = len(res.requests)
+    assert stats.binomtest(len(shadow), n, 0.5).pvalue > 1e-3
+    assert (res.requests["status"] == 200).all()  # the failing, slow shadow never reaches the caller
+    assert res.requests["latency_s"].max() < 0.05
+
+
+# ---------------------------------------------------------------------- properties over random policies
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+policy_blocks = st.fixed_dictionaries({}, optional={
+    "timeout": st.sampled_from(["50ms", "200ms", "2s"]),
+    "retries": st.fixed_dictionaries({"retry_on": st.sampled_from(["5xx", "gateway-error,reset", "reset"]),
+                                      "num_retries": st.integers(0, 3)},
+                                     optional={"per_try_timeout": st.sampled_from(["20ms", "100ms"])}),
+    "circuit_breakers": st.fixed_dictionaries({"max_requests": st.integers(1, 20),
+                                               "max_pending_requests": st.integers(0, 5),
+                                               "max_retries": st.integers(0, 5)}),
+    "outlier_detection": st.fixed_dictionaries({"consecutive_5xx": st.integers(1, 5),
+                                                "interval": st.sampled_from(["100ms", "1s"]),
+                                                "base_ejection_time": st.sampled_from(["200ms", "1s"]),
+                                                "max_ejection_percent": st.integers(0, 100)}),
+    "load_balancer": st.fixed_dictionaries({"lb_policy": st.sampled_from(
+        ["ROUND_ROBIN", "LEAST_REQUEST", "RANDOM", "RING_HASH", "MAGLEV"])}),
+    "fault": st.fixed_dictionaries({"abort": st.fixed_dictionaries({"http_status": st.just(503),
+                                                                     "percentage": st.integers(0, 30)})}),
+})
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(front=policy_blocks, back=policy_blocks, seed=st.integers(0, 2**31 - 1),
+       err=st.sampled_from([0.0, 0.2, 1.0]))
+def test_random_policies_keep_every_request_once_and_respect_the_retry_limit(front, back, seed, err):
+    scn = scenario({"front": {"latency": {"type": "exponential", "mean": "2ms"}, "workers": 8, "replicas": 2,
+                              "script": [{"call": "back"}]},
+                    "back": {"latency": {"type": "exponential", "mean": "5ms"}, "workers": 4, "replicas": 3,
+                             "errors": {"rate": err, "status": 503}}},
+                   traffic=[{"to": "front", "rate": "200/s"}], mesh={"front": front, "back": back},
+                   duration=2.0, seed=seed)
+    a, b = simulate(scn), simulate(scn)
+    r = a.requests
+    assert r["request_id"].is_unique and len(r) == a.summary["end_to_end"]["requests"]
+    assert (r.loc[r["status"] != 0, "latency_s"] >= 0).all()
+    att = a.attempts
+    assert (att["latency_s"] >= -1e-12).all()
+    max_tries = 1 + int(back.get("retries", {}).get("num_retries", 1)) if "retries" in back else 1
+    tries = att[att["service"] == "back"]["attempt"]
+    assert tries.max() <= max_tries
+    # a fixed seed gives identical results
+    assert a.summary == b.summary
