@@ -304,15 +304,18 @@ class Simulation:
 
     def _deliver_to_host(self, att: Attempt) -> None:
         """The request leg of the network: to the callee host (now, or after the delay)."""
-        host = att.host
-        if self.direct or (self.net_zero and att.czone == host.zone):
+        if self.direct or (self.net_zero and att.czone == att.host.zone):
             self._arrive(att)
         else:
-            d = 0.0 if self.net_zero else self.net_delay()
-            if self.xz_delay is not None and att.czone != host.zone:
-                d += self.xz_delay()
-            att.callbacks = [self._arrive]
-            self._schedule(att, d)
+            self._leg(att, self._arrive)
+
+    def _leg(self, att: Attempt, then: Callable[[Attempt], None]) -> None:
+        """One network leg between the caller (zone ``att.czone``) and ``att.host``, then ``then(att)``."""
+        d = 0.0 if self.net_zero else self.net_delay()
+        if self.xz_delay is not None and att.czone != att.host.zone:
+            d += self.xz_delay()
+        att.callbacks = [then]
+        self._schedule(att, d)
 
     def _plain_timeout(self, att: Attempt) -> None:
         """The route timeout of a plain (policy-free) destination: 504 UT, the callee keeps working.
@@ -409,11 +412,7 @@ class Simulation:
         if self.direct or (self.net_zero and att.czone == h.zone):
             att.on_resp(att)
         else:
-            d = 0.0 if self.net_zero else self.net_delay()
-            if self.xz_delay is not None and att.czone != h.zone:
-                d += self.xz_delay()
-            att.callbacks = [att.on_resp]
-            self._schedule(att, d)
+            self._leg(att, att.on_resp)
 
     def _release(self, att: Attempt) -> None:
         h = att.host
@@ -567,11 +566,7 @@ class Simulation:
         if self.direct or (self.net_zero and att.czone == att.host.zone):
             att.on_resp(att)
         else:
-            d = 0.0 if self.net_zero else self.net_delay()
-            if self.xz_delay is not None and att.czone != att.host.zone:
-                d += self.xz_delay()
-            att.callbacks = [att.on_resp]
-            self._schedule(att, d)
+            self._leg(att, att.on_resp)
 
     # ------------------------------------------------------------------ entry requests
     def start_request(self, src, attrs) -> None:

@@ -143,17 +143,7 @@ class Recorder:
             return
         att.abandoned = True
         self.open.pop(att.rid, None)
-        if att.is_call:
-            self._request_row(att)
-            return
-        h = att.host
-        rows = self.att.rows
-        rows.append((
-            att.rid, att.caller, -1 - att.service.idx if h is None else h.hid, att.try_no,
-            att.t_send, att.t_arrive, att.t_start, att.t_done, self.sim.env._now, att.status, att.flags | SOLE,
-        ))
-        if len(rows) >= _CHUNK:
-            self.att.pack()
+        self._entry_full(att)
 
     def _entry_open_summary(self, att) -> None:
         if att.abandoned:
