@@ -77,7 +77,9 @@ class DeadlineQueue:
 
     def _fire(self, _timer: Timer) -> None:
         now = self.sim.env._now
-        self.armed_at = None
+        # while expiring, ``on_expire`` may arm new items (a retry's per-try timeout, say): they are
+        # appended behind, and this loop re-arms the one timer once it is done
+        self.armed_at = now
         items = self.items
         resolved = self.resolved
         while items:
@@ -91,6 +93,7 @@ class DeadlineQueue:
                 return
             items.popleft()
             self.on_expire(item)
+        self.armed_at = None
 
     def __len__(self) -> int:
         return len(self.items)

@@ -90,6 +90,7 @@ class Attempt:
         "script",
         "abandoned",  # the caller stopped waiting (timeout): a late response is dropped
         "mirror",  # a shadow copy whose response nobody waits for
+        "hedged",  # its per-try timeout fired on a hedging route: it runs on next to a new try
         "__weakref__",  # timeouts hold weak references (DeadlineQueue)
     )
     _ok = True
@@ -122,6 +123,7 @@ class Attempt:
         self.try_no = 1
         self.abandoned = False
         self.mirror = False
+        self.hedged = False
 
 
 class Host:

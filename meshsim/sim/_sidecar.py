@@ -67,7 +67,7 @@ class Call:
         "callbacks", "rid", "caller", "czone", "service", "parent", "attrs", "depth", "on_resp", "optional",
         "t_send", "status", "flags", "try_no", "host", "t_arrive", "t_start", "t_done",
         "sidecar", "dest", "route", "cluster", "retry", "active", "done", "per_try", "hash_key",
-        "abandoned", "mirror", "__weakref__",
+        "abandoned", "mirror", "retries_waiting", "__weakref__",
     )
     _ok = True
     is_call = True
@@ -102,6 +102,7 @@ class Call:
         self.retry: Any = None
         self.abandoned = False  # set by the caller's handler once it took the answer
         self.mirror = False
+        self.retries_waiting = 0  # retries in their back-off wait
 
 
 class ClusterState:
@@ -222,7 +223,7 @@ class _RetryRT:
 class RouteRT:
     """One route's policies, compiled for the hot path."""
 
-    __slots__ = ("timeout", "per_try_timeout", "retry_policy", "retry_rt", "fault_injector", "mirror")
+    __slots__ = ("timeout", "per_try_timeout", "retry_policy", "retry_rt", "hedge", "fault_injector", "mirror")
 
     def __init__(self, rp: Any) -> None:
 
@@ -232,6 +233,7 @@ class RouteRT:
         self.per_try_timeout = float(timeout.effective_per_try_timeout)
         self.retry_policy = rp.retries
         self.retry_rt = _RetryRT(rp.retries) if rp.retries is not None and rp.retries.active else None
+        self.hedge = bool(rp.retries is not None and rp.retries.hedge_on_per_try_timeout)
         self.fault_injector = FaultInjector(rp.fault) if rp.fault is not None else None
         self.mirror = rp.mirror
 
@@ -461,6 +463,11 @@ class Sidecars:
         cl.record(att.host, status, now)
         if call.done:
             return
+        if call.route.hedge and (att.hedged or call.active or call.retries_waiting):
+            st = call.retry
+            good = not (st.would_retry(status, None) if st is not None else status >= 500)
+            if not good and (call.active or call.retries_waiting):
+                return  # an error while other tries are out: Envoy discards it and waits for them
         self._judge(call, att, status, None, now)
 
     def _judge(self, call: Call, att: Attempt, status: int | None, reset: Any, now: float) -> None:
@@ -471,15 +478,10 @@ class Sidecars:
             if rt is None or (reset is None and status < 400 and status not in rt.codes):  # type: ignore[operator]
                 self._finish(call, final_status, att.flags)  # nothing to retry, no state to keep
                 return
-            cl = call.cluster
-            st = call.retry = RetryState(rt, cl.breaker, self.retry_u.__next__, stats=cl.stats)  # type: ignore[arg-type]
-            if st.tried_hosts is not None:
-                st.on_host_attempted(att.host.hid)
+            st = self._retry_state(call, att)
         decision, delay = st.should_retry(status, reset, now)
         if decision is RetryDecision.YES:
-            t = Timer(call)
-            t.callbacks = [self._retry_now]
-            self.sim._schedule(t, delay)
+            self._schedule_retry(call, delay)
             return
         flags = att.flags
         if decision is RetryDecision.LIMIT_EXCEEDED:
@@ -488,8 +490,24 @@ class Sidecars:
             flags |= FLAG_UO
         self._finish(call, final_status, flags)
 
+    def _retry_state(self, call: Call, first: Attempt) -> Any:
+        """The request's retry state, created at the first outcome that needs it."""
+        if call.retry is None:
+            cl = call.cluster
+            st = call.retry = RetryState(call.route.retry_rt, cl.breaker, self.retry_u.__next__, stats=cl.stats)
+            if st.tried_hosts is not None:
+                st.on_host_attempted(first.host.hid)
+        return call.retry
+
+    def _schedule_retry(self, call: Call, delay: float) -> None:
+        call.retries_waiting += 1
+        t = Timer(call)
+        t.callbacks = [self._retry_now]
+        self.sim._schedule(t, delay)
+
     def _retry_now(self, t: Timer) -> None:
         call: Any = t.obj
+        call.retries_waiting -= 1
         if call.done:
             return
         self._try(call, self.sim.env._now)
@@ -500,6 +518,9 @@ class Sidecars:
         sim = self.sim
         now = sim.env._now
         call = att.parent
+        if call.route.hedge:
+            self._hedge(call, att, now)
+            return
         att.abandoned = True  # type: ignore[attr-defined]
         att.status = 504
         att.flags |= FLAG_UT
@@ -512,6 +533,25 @@ class Sidecars:
         if call.done:
             return
         self._judge(call, att, None, ResetKind.PER_TRY_TIMEOUT, now)
+
+    def _hedge(self, call: Call, att: Attempt, now: float) -> None:
+        """Per-try timeout on a hedging route: the slow try runs on, another may start next to it.
+
+        Envoy (``onSoftPerTryTimeout``): outlier detection hears of the timeout
+        once, ``upstream_rq_per_try_timeout`` is not counted, and a new try
+        starts when the retry rules allow (``num_retries``, the retry breaker,
+        back-off); the first good response wins and the other tries are reset.
+        Without a retry state nothing happens.
+        """
+        if call.done or att.hedged:
+            return
+        att.hedged = True
+        call.cluster.record(att.host, OutlierResult.LOCAL_ORIGIN_TIMEOUT, now)
+        if call.route.retry_rt is None:
+            return
+        decision, delay = self._retry_state(call, att).hedge_on_per_try_timeout(now)
+        if decision is RetryDecision.YES:
+            self._schedule_retry(call, delay)
 
     def _route_expired(self, call: Call) -> None:
         """The route timeout: every try still out is reset, the caller gets 504 UT."""
@@ -528,6 +568,14 @@ class Sidecars:
         self._finish(call, 504, FLAG_UT)
 
     def _finish(self, call: Call, status: int, flags: int) -> None:
+        if call.active:  # hedged tries still out: reset (their per-try timeout had fired)
+            for other in call.active:
+                other.abandoned = True
+                other.status = 504
+                other.flags |= FLAG_UT
+                self.sim._rec_attempt(other)
+                self._release(other)
+            call.active.clear()
         call.done = True
         call.status = status
         call.flags |= flags
