@@ -232,3 +232,39 @@ def test_random_policies_keep_every_request_once_and_respect_the_retry_limit(fro
     assert tries.max() <= max_tries
     # a fixed seed gives identical results
     assert a.summary == b.summary
+
+
+def test_hedging_on_per_try_timeout_cuts_the_tail_and_keeps_the_slow_try_running():
+    """90 % 5 ms / 10 % 500 ms upstream, per-try timeout 50 ms: with hedging the slow try runs on next
+    to a new one and the first good response wins; without it the slow try is reset and retried."""
+    slow = {"type": "mixture", "components": [{"weight": 0.9, "type": "constant", "value": "5ms"},
+                                              {"weight": 0.1, "type": "constant", "value": "500ms"}]}
+
+    def run(hedge: bool):
+        retries = {"retry_on": "5xx,reset", "num_retries": 1, "per_try_timeout": "50ms",
+                   "hedge_on_per_try_timeout": hedge}
+        scn = scenario({"front": {"latency": {"type": "constant", "value": 0}, "workers": 200,
+                                  "script": [{"call": "back"}]},
+                        "back": {"latency": slow, "workers": 200, "replicas": 2}},
+                       mesh={"back": {"retries": retries}}, duration=30.0)
+        return simulate(scn)
+
+    hedged, plain = run(True), run(False)
+    n = len(hedged.requests)
+    for res in (hedged, plain):
+        assert res.requests["latency_s"].quantile(0.98) < 0.1  # both cut the 500 ms tail
+    # hedged: the slow first try runs on, so a request is only slow when both tries are (1 %), and
+    # then the first try's answer (500 ms) still wins: everything succeeds
+    assert (hedged.requests["status"] == 200).all()
+    slow_share = (hedged.requests["latency_s"] > 0.4).mean()
+    assert stats.binomtest(int(slow_share * n), n, 0.01).pvalue > 1e-3
+    # plain retries: the slow try is reset at its per-try timeout; when the retry is slow too the
+    # call ends with 504 UT,URX after about 100 ms and the front fails the request (500)
+    failed = plain.requests[plain.requests["status"] == 500]
+    assert stats.binomtest(len(failed), n, 0.01).pvalue > 1e-3
+    assert plain.requests["latency_s"].max() < 0.15
+    s_h = hedged.summary["stats"]["back|default"]
+    s_p = plain.summary["stats"]["back|default"]
+    assert s_h.get("upstream_rq_per_try_timeout", 0) == 0  # not counted when hedging
+    assert s_p["upstream_rq_per_try_timeout"] > 0
+    assert s_h["upstream_rq_retry"] == s_p["upstream_rq_retry"]  # the same draws: common random numbers
