@@ -629,6 +629,10 @@ class Simulation:
     def _snapshot_area(self, timer: Timer) -> None:
         now = self.env._now
         self._area_at[str(timer.obj)] = [v.area + v.busy * (now - v.last) for v in self.versions]
+        if timer.obj == "warmup":  # Envoy's counters are reported over the window, as the rest
+            from meshsim.sim._result import sidecar_counters
+
+            self._stats_at_warmup = sidecar_counters(self)
 
     def utilization_window(self) -> list[float]:
         """Busy share of each version's workers over ``[warmup, duration)``."""

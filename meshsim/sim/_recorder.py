@@ -111,10 +111,12 @@ class Recorder:
         self.att = _Rows(len(_ATT_COLS))
         self.req = _Rows(len(_REQ_COLS))
         self.svc_index = {name: i for i, name in enumerate(sim.services)}
+        self.nservices = len(sim.services)
         if summary_only:
             self.g_src = [_Group() for _ in sim.scenario.traffic]
             self.g_ver = [_Group() for _ in sim.versions]
             self.g_svc_local = {name: _Group() for name in sim.services}  # answers without a host
+            self.local_replies = [0] * len(sim.versions)  # per version: answers without a host
             self.attempt = self._attempt_summary
             self.entry = self._entry_summary
             self.entry_open = self._entry_open_summary
@@ -131,7 +133,7 @@ class Recorder:
         h = att.host
         rows = self.att.rows
         rows.append((
-            att.rid, att.caller, -1 - att.service.idx if h is None else h.hid, att.try_no,
+            att.rid, att.caller, self._local_code(att) if h is None else h.hid, att.try_no,
             att.t_send, att.t_arrive, att.t_start, att.t_done, self.sim.env._now, att.status, att.flags,
         ))
         if len(rows) >= _CHUNK:
@@ -160,6 +162,13 @@ class Recorder:
         if len(rows) >= _CHUNK:
             self.req.pack()
 
+    def _local_code(self, att) -> int:
+        """Host column of a local reply: ``-(1 + service)``, or ``-(1 + services + version)`` when the
+        sidecar had picked the cluster (overflow, no healthy upstream, fault abort)."""
+        if att.local_vid >= 0:
+            return -1 - self.nservices - att.local_vid
+        return -1 - att.service.idx
+
     def _entry_full(self, att) -> None:
         """An entry attempt answered its end-to-end request by itself: one row, marked ``SOLE``."""
         if att.is_call:
@@ -168,7 +177,7 @@ class Recorder:
         h = att.host
         rows = self.att.rows
         rows.append((
-            att.rid, att.caller, -1 - att.service.idx if h is None else h.hid, att.try_no,
+            att.rid, att.caller, self._local_code(att) if h is None else h.hid, att.try_no,
             att.t_send, att.t_arrive, att.t_start, att.t_done, self.sim.env._now, att.status, att.flags | SOLE,
         ))
         if len(rows) >= _CHUNK:
@@ -178,7 +187,13 @@ class Recorder:
         if att.t_send < self.warmup or att.is_call:
             return
         h = att.host
-        g = self.g_svc_local[att.service.name] if h is None else self.g_ver[h.ver.vid]
+        if h is not None:
+            g = self.g_ver[h.ver.vid]
+        elif att.local_vid >= 0:
+            g = self.g_ver[att.local_vid]
+            self.local_replies[att.local_vid] += 1
+        else:
+            g = self.g_svc_local[att.service.name]
         g.lat.append(self.sim.env._now - att.t_send)
         g.st.append(att.status)
         if len(g.st) >= _CHUNK:
@@ -223,6 +238,7 @@ class Recorder:
             sources=[s.name for s in sim.sources],
             services=list(sim.services),
             versions=[v.name for v in sim.versions],
+            version_service=np.array([v.service.idx for v in sim.versions], dtype=np.int64),
             host_service=np.array([h.ver.service.idx for h in hosts], dtype=np.int64),
             host_version=np.array([h.ver.vid for h in hosts], dtype=np.int64),
             host_replica=np.array([h.index for h in hosts], dtype=np.int64),
@@ -258,8 +274,9 @@ class Recorder:
 class _Labels:
     """Names behind the integer codes of the rows."""
 
-    def __init__(self, *, sources, services, versions, host_service, host_version, host_replica, host_zone,
-                 zones) -> None:
+    def __init__(self, *, sources, services, versions, version_service, host_service, host_version, host_replica,
+                 host_zone, zones) -> None:
+        self.version_service = version_service
         self.sources = sources
         self.services = services
         self.versions = versions
@@ -286,10 +303,14 @@ class Tables:
         code = a[:, 2].astype(np.int64)
         hid = np.where(code >= 0, code, -1)
         lb = labels
+        nsvc = len(lb.services)
         host_service = np.append(lb.host_service, -1)
+        local_vid = np.where(code <= -1 - nsvc, -code - 1 - nsvc, -1)  # local replies of a known version
+        version_service = np.append(lb.version_service, -1)
         self.att_hid = hid
-        self.att_service = np.where(code >= 0, host_service[hid], -code - 1)
-        self.att_version = np.append(lb.host_version, -1)[hid]
+        self.att_service = np.where(code >= 0, host_service[hid],
+                                    np.where(local_vid >= 0, version_service[local_vid], -code - 1))
+        self.att_version = np.where(local_vid >= 0, local_vid, np.append(lb.host_version, -1)[hid])
         self.sole = sole
         self.explicit = explicit_requests
         self.labels = labels

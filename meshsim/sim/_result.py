@@ -57,8 +57,10 @@ def _from_hist(g, window: float) -> dict:
     return _group(g.n, dict(g.status), lq, mean, window)
 
 
-def _envoy_stats(status: dict[str, int]) -> dict[str, int]:
-    out = {"upstream_rq_total": int(sum(status.values()))}
+def _envoy_stats(status: dict[str, int], local: int = 0) -> dict[str, int]:
+    """Envoy's per-cluster request counters from the status mix; ``local`` answers never reached a
+    host (overflow, no healthy upstream, fault abort): counted by code, not in ``upstream_rq_total``."""
+    out = {"upstream_rq_total": int(sum(status.values())) - int(local)}
     classes: dict[str, int] = {}
     for code, cnt in status.items():
         c = int(code)
@@ -137,6 +139,27 @@ class RunResult:
                    _events_frame(sim.outlier_events))
 
 
+def sidecar_counters(sim) -> dict[str, dict[str, int]]:
+    """Every counter the sidecars and the plain path keep, per cluster (``service|version``), now."""
+    out: dict[str, dict[str, int]] = {}
+
+    def add(key: str, source: dict) -> None:
+        target = out.setdefault(key, {})
+        for name, value in source.items():
+            if value and not name.endswith(("_active", "_open")):  # gauges are not counters
+                target[name] = target.get(name, 0) + int(value)
+
+    for v in sim.versions:
+        add(f"{v.service.name}|{v.name}", v.stats)
+    for cl in sim.sidecars.clusters.values():
+        key = f"{cl.dest.service.name}|{cl.label}"
+        add(key, cl.stats)
+        add(key, cl.lb.stats)
+        if cl.outlier is not None:
+            add(key, cl.outlier.stats)
+    return out
+
+
 def _events_frame(events: list[tuple]) -> pd.DataFrame:
     return pd.DataFrame(events, columns=["time_s", "service", "version", "sidecar", "host", "action", "type"])
 
@@ -166,6 +189,7 @@ def _summarize(sim, tables) -> dict:
         keep = tables.att_start >= sim.warmup
         svc_codes = tables.att_service[keep]
         ver = tables.att_version[keep]
+        hid_kept = tables.att_hid[keep]
         status = tables.att_status[keep]
         lat = tables.att_latency[keep]
     else:
@@ -189,7 +213,11 @@ def _summarize(sim, tables) -> dict:
             vs["replicas"] = len(v.hosts)
             vs["workers"] = v.hosts[0].workers if v.hosts else 0
             vers[v.name] = vs
-            stats[f"{sname}|{v.name}"] = _envoy_stats(vs["status"])
+            if full:
+                local = int(np.count_nonzero(m & (hid_kept < 0)))
+            else:
+                local = rec.local_replies[v.vid]
+            stats[f"{sname}|{v.name}"] = _envoy_stats(vs["status"], local)
         if not full:
             s_all = _merge_groups([rec.g_ver[v.vid] for v in svc.versions] + [rec.g_svc_local[sname]], window)
         total_workers = sum(v.workers_total for v in svc.versions)
@@ -197,18 +225,16 @@ def _summarize(sim, tables) -> dict:
                                 if total_workers else math.nan)
         s_all["versions"] = vers
         services[sname] = s_all
-    for v in sim.versions:
-        for name, value in v.stats.items():
-            target = stats.setdefault(f"{v.service.name}|{v.name}", {})
-            target[name] = target.get(name, 0) + value
-    # the sidecars' own counters (retries, timeouts, overflows, ejections, LB), summed over callers
-    for cl in sim.sidecars.clusters.values():
-        key = f"{cl.dest.service.name}|{cl.label}"
+    # counters the sidecars keep (retries, timeouts, overflows, ejections, LB), summed over callers,
+    # over the window: what they had counted at the end of the warmup is taken off
+    before = getattr(sim, "_stats_at_warmup", {})
+    for key, counters in sidecar_counters(sim).items():
         target = stats.setdefault(key, {})
-        for source in (cl.stats, cl.lb.stats, cl.outlier.stats if cl.outlier is not None else {}):
-            for name, value in source.items():
-                if value and not name.endswith(("_active", "_open")):
-                    target[name] = target.get(name, 0) + int(value)
+        base = before.get(key, {})
+        for name, value in counters.items():
+            value -= base.get(name, 0)
+            if value:
+                target[name] = target.get(name, 0) + value
     out["services"] = services
     out["stats"] = {k: dict(sorted(v.items())) for k, v in stats.items()}
     return out

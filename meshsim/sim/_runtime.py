@@ -91,6 +91,7 @@ class Attempt:
         "abandoned",  # the caller stopped waiting (timeout): a late response is dropped
         "mirror",  # a shadow copy whose response nobody waits for
         "hedged",  # its per-try timeout fired on a hedging route: it runs on next to a new try
+        "local_vid",  # a local reply (no host) for a known cluster version: its vid, else -1
         "__weakref__",  # timeouts hold weak references (DeadlineQueue)
     )
     _ok = True
@@ -124,6 +125,7 @@ class Attempt:
         self.abandoned = False
         self.mirror = False
         self.hedged = False
+        self.local_vid = -1
 
 
 class Host:

@@ -584,6 +584,9 @@ class Sidecars:
                           call.on_resp, call.optional, call.t_send)
             att.status = status
             att.flags = call.flags
+            cl = call.cluster
+            if cl is not None and cl.version is not None:
+                att.local_vid = cl.version.vid
             self.sim._rec_attempt(att)
         if call.retry is not None:
             call.retry.on_request_end()
