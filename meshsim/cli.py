@@ -114,6 +114,11 @@ def run(
         Format, typer.Option("--format", help="Table format; auto = parquet when pyarrow is installed.")
     ] = Format.auto,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a field: PATH=VALUE, e.g. services.reviews.replicas=3 "
+                                   "or mesh.reviews.retries.num_retries=2 (repeatable; VALUE is YAML)."),
+    ] = None,
 ) -> None:
     """Run a scenario, print its summary and, with -o, write its tables and summary.json."""
     with _user_errors():
@@ -123,8 +128,9 @@ def run(
         from meshsim.sim import run as run_scenario
 
         scn = load_scenario(scenario)
+        overrides = _parse_sets(set_ or [])
         given = {"seed": seed, "replications": replications, "record": record.value if record else None}
-        overrides = {k: v for k, v in given.items() if v is not None}
+        overrides.update({k: v for k, v in given.items() if v is not None})
         if overrides:
             scn = apply_overrides(scn, overrides)
 
@@ -139,6 +145,25 @@ def run(
             paths = write_run(out, tables=result.tables(), summary=result.summary, fmt=fmt.value)
             if not quiet:
                 typer.echo(f"wrote {len(paths)} files to {out}")
+
+
+def _parse_sets(items: list[str]) -> dict[str, object]:
+    """``["a.b=3", "c=[1, 2]"]`` -> ``{"a.b": 3, "c": [1, 2]}`` (values read as YAML)."""
+    import yaml
+
+    from meshsim import ConfigError
+
+    out: dict[str, object] = {}
+    for item in items:
+        path, sep, text = item.partition("=")
+        if not sep or not path.strip():
+            raise ConfigError(f"--set {item!r}: expected PATH=VALUE, e.g. services.reviews.replicas=3")
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError:
+            value = text
+        out[path.strip()] = value
+    return out
 
 
 @app.command()

@@ -198,3 +198,22 @@ def test_overrides_reach_the_run(files, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["summary.json", "timeseries.csv"]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["seed"] == 5 and summary["replications"] == 2
+
+
+def test_set_overrides_fields_with_yaml_values(files, tmp_path):
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["run", str(files["good"]), "-q", "--set", "duration=2s",
+                                 "--set", "services.a.replicas=3", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["duration_s"] == 2.0
+    assert summary["services"]["a"]["versions"]["default"]["replicas"] == 3
+
+
+@pytest.mark.parametrize("arg, fragment", [("nonsense", "expected PATH=VALUE"),
+                                           ("services.a.replicaz=2", "replicaz"),
+                                           ("services.a.replicas=-1", "replicas")])
+def test_bad_set_is_one_line_and_exit_2(files, arg, fragment):
+    result = runner.invoke(app, ["run", str(files["good"]), "--set", arg])
+    assert result.exit_code == 2
+    assert fragment in result.output and "Traceback" not in result.output
