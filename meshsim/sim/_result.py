@@ -155,6 +155,9 @@ def sidecar_counters(sim) -> dict[str, dict[str, int]]:
         key = f"{cl.dest.service.name}|{cl.label}"
         add(key, cl.stats)
         add(key, cl.lb.stats)
+        # the breakers' and pools' counters; request totals and codes come from the attempt rows
+        add(key, {k: v for k, v in cl.rm.stats.items()
+                  if k != "upstream_rq_total" and not k[len("upstream_rq_"):].isdigit()})
         if cl.outlier is not None:
             add(key, cl.outlier.stats)
     return out

@@ -37,6 +37,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from meshsim.policies.circuit_breaker import ConnectionPool, PoolDecision, PoolFailure, ResourceManager
 from meshsim.policies.fault import FaultInjector
 from meshsim.policies.load_balancer import LoadBalancer
 from meshsim.policies.outlier import EjectionAction, LbUpdate, OutlierDetector, OutlierResult
@@ -108,8 +109,8 @@ class Call:
 class ClusterState:
     """A destination cluster (one version) as one caller sidecar sees it: LB, breakers, outlier detector."""
 
-    __slots__ = ("sim", "dest", "version", "label", "hosts", "lb", "breaker", "active_total", "outlier", "stats", "act", "pending",
-                 "max_requests", "max_pending", "healthy", "interval_timer", "sidecar_key")
+    __slots__ = ("sim", "dest", "version", "label", "hosts", "lb", "breaker", "rm", "pools", "czone", "outlier", "stats", "act",
+                 "healthy", "interval_timer", "sidecar_key")
 
     def __init__(self, sim: Any, dest: Destination, version: Any, sidecar_key: str) -> None:
         """``version`` is a ``VersionRT`` (a subset cluster) or ``None`` (the whole service)."""
@@ -122,15 +123,16 @@ class ClusterState:
         self.sidecar_key = sidecar_key
         cp = dest.cluster_policies[None if version is None else version.name]
         self.hosts: list[Host] = list(dest.service.hosts if version is None else version.hosts)
-        self.act: dict[int, int] = {h.hid: 0 for h in self.hosts}
-        self.active_total = 0  # requests out to this cluster from this sidecar (circuit breaker max_requests)
+        self.act: dict[int, int] = {h.hid: 0 for h in self.hosts}  # attached requests per host (least request)
         self.stats: dict[str, int] = {}
-        self.max_requests = int(cp.circuit_breakers.max_requests)
-        self.max_pending = int(cp.circuit_breakers.max_pending_requests)
-        self.pending: list[Any] = []
+        # the circuit breakers (shared by this sidecar's pools to the cluster) and one pool per host
+        self.rm = ResourceManager(cp.circuit_breakers)
+        self.pools: dict[int, ConnectionPool] = {}
+        self.czone: str | None = None  # the sidecar's zone (for connection set-up delays)
         self.breaker = RetryBreaker(int(cp.circuit_breakers.max_retries),
                                     budget=getattr(cp, "retry_budget", None),
-                                    load=lambda: (self.rm_active(), len(self.pending)), stats=self.stats)
+                                    load=lambda: (self.rm.requests.current, self.rm.pending.current),
+                                    stats=self.stats)
         streams = sim.streams
         names = (dest.service.name, self.label, sidecar_key)
         self.lb = LoadBalancer(cp.load_balancer, self.hosts, rng=streams.get("lb", *names),
@@ -152,8 +154,16 @@ class ClusterState:
     def _active(self, host: Host) -> int:
         return self.act[host.hid]
 
-    def rm_active(self) -> int:
-        return self.active_total
+    def pool(self, host: Host, sidecars: Sidecars) -> ConnectionPool:
+        """This sidecar's connection pool to ``host`` (created at first use)."""
+        pool = self.pools.get(host.hid)
+        if pool is None:
+            hooks = _PoolHooks(sidecars, self, host)
+            pool = ConnectionPool(self.rm, connect=hooks.connect, ready=hooks.ready, failure=hooks.failure,
+                                  host=host)
+            hooks.pool = pool
+            self.pools[host.hid] = pool
+        return pool
 
     # ------------------------------------------------------------------ outlier detection
     def record(self, host: Host, result: Any, now: float) -> None:
@@ -218,6 +228,38 @@ class _RetryRT:
         self._rt = policy._rt
         self._flags = policy._flags
         self.codes = frozenset(self._rt[1])
+
+
+class _PoolHooks:
+    """The callbacks one connection pool makes into the engine."""
+
+    __slots__ = ("sidecars", "cluster", "host", "pool")
+
+    def __init__(self, sidecars: Sidecars, cluster: ClusterState, host: Host) -> None:
+        self.sidecars = sidecars
+        self.cluster = cluster
+        self.host = host
+        self.pool: Any = None
+
+    def connect(self, conn: Any, now: float) -> None:
+        """The pool opens a connection: it is up after a TCP handshake (one round trip)."""
+        sim = self.sidecars.sim
+        cl = self.cluster
+        d = 0.0 if sim.net_zero else sim.net_delay() + sim.net_delay()
+        if sim.xz_delay is not None and cl.czone != self.host.zone:
+            d += sim.xz_delay() + sim.xz_delay()
+        t = Timer(conn)
+        t.callbacks = [self._connected]
+        sim._schedule(t, d)
+
+    def _connected(self, t: Timer) -> None:
+        self.pool.on_connected(t.obj, self.sidecars.sim.env._now)
+
+    def ready(self, att: Attempt, conn: Any, now: float) -> None:
+        self.sidecars._send(att, now)
+
+    def failure(self, att: Attempt, reason: PoolFailure, now: float) -> None:
+        self.sidecars._pool_failure(att, reason, now)
 
 
 class RouteRT:
@@ -315,7 +357,7 @@ class Sidecars:
         if router is not None:
             idx = router.match(path, method, headers)
             if idx is None:
-                self._finish(call, 404, FLAG_NR)
+                self._local_reply(call, 404, FLAG_NR)
                 return call
             vname = router.pick(idx, next(sim.route_u))
             route = dest.routes[idx]
@@ -339,9 +381,10 @@ class Sidecars:
             d = fault.decide(next(self.fault_u), next(self.fault_u))
             if d.abort_status and not d.delay_s:
                 cl.stats["fault.aborts_injected"] = cl.stats.get("fault.aborts_injected", 0) + 1
-                self._finish(call, d.abort_status, FLAG_FI)
+                self._local_reply(call, d.abort_status, FLAG_FI)
                 return call
             if d.delay_s:
+                cl.stats["fault.delays_injected"] = cl.stats.get("fault.delays_injected", 0) + 1
                 call.flags |= FLAG_DI
                 t = Timer((call, d.abort_status))
                 t.callbacks = [self._after_fault_delay]
@@ -357,7 +400,9 @@ class Sidecars:
         if hasattr(fault, "delay_ended"):
             fault.delay_ended()
         if abort:
-            self._finish(call, abort, FLAG_FI)
+            st = call.cluster.stats
+            st["fault.aborts_injected"] = st.get("fault.aborts_injected", 0) + 1
+            self._local_reply(call, abort, FLAG_FI)
             return
         self._start(call, self.sim.env._now)
 
@@ -390,6 +435,7 @@ class Sidecars:
 
     # ------------------------------------------------------------------ tries
     def _try(self, call: Call, now: float) -> None:
+        """One try: a host from the load balancer, then a stream from that host's connection pool."""
         cl = call.cluster
         st = call.retry
         lb = cl.lb
@@ -397,55 +443,89 @@ class Sidecars:
             host = lb.choose(call.hash_key, call.czone, avoid=st.tried_hosts, max_attempts=1 + st._host_attempts)
         else:
             host = lb.choose(call.hash_key, call.czone)
-        stats = cl.stats
         if host is None:
-            stats["upstream_cx_none_healthy"] = stats.get("upstream_cx_none_healthy", 0) + 1
-            self._finish(call, 503, FLAG_UH)
+            self._local_reply(call, 503, FLAG_UH)
             return
-        if cl.active_total >= cl.max_requests:
-            # max_requests reached: the request waits (pending) or overflows
-            if len(cl.pending) >= cl.max_pending:
-                stats["upstream_rq_pending_overflow"] = stats.get("upstream_rq_pending_overflow", 0) + 1
-                self._overflow(call)
-                return
-            stats["upstream_rq_pending_total"] = stats.get("upstream_rq_pending_total", 0) + 1
-            cl.pending.append((call, host))
-            return
-        self._dispatch(call, host, now)
-
-    def _overflow(self, call: Call) -> None:
-        """Circuit-breaker overflow: 503 UO, never retried; a retry slot held for this try is released."""
-        self._finish(call, 503, FLAG_UO)
-
-    def _dispatch(self, call: Call, host: Host, now: float) -> None:
-        sim = self.sim
-        cl = call.cluster
-        st = call.retry
         if st is not None and st.tried_hosts is not None:
             st.on_host_attempted(host.hid)
-        call.try_no += 1
+        if cl.czone is None:
+            cl.czone = call.czone
         att = Attempt(call.rid, call.caller, call.czone, call.service, call, call.attrs, call.depth,
                       self._try_done, call.optional, now)
-        att.try_no = call.try_no
+        att.try_no = call.try_no + 1
         att.host = host
         att.script = host.ver.script
-        cl.act[host.hid] += 1
-        cl.active_total += 1
-        call.active.append(att)
+        decision = cl.pool(host, self).new_stream(att, now)
+        if decision is PoolDecision.ATTACHED:
+            call.try_no += 1
+            call.active.append(att)
+            self._send(att, now)
+        elif decision is PoolDecision.QUEUED or decision is PoolDecision.QUEUED_NEW_CONNECTION:
+            call.try_no += 1
+            call.active.append(att)  # pending: waits for a connection (or for max_requests)
+        else:  # overflow (503 UO) or no pool (503 UH): never retried, not seen by outlier detection
+            failure = decision.failure
+            self._local_reply(call, failure.status, FLAG_CODES[failure.response_flag])
+
+    def _send(self, att: Attempt, now: float) -> None:
+        """The try has a stream: the per-try timer starts and the request crosses the network."""
+        call = att.parent
+        if call.done:  # pragma: no cover - the pool was told when the call ended
+            return
+        call.cluster.act[att.host.hid] += 1
         if call.per_try > 0:
             self._try_queue(call.per_try).add(att, now)
-        sim._deliver_to_host(att)
+        self.sim._deliver_to_host(att)
 
-    def _release(self, att: Attempt) -> None:
-        """The try no longer holds a request slot: admit a pending request if any."""
+    def _pool_failure(self, att: Attempt, reason: PoolFailure, now: float) -> None:
+        """A waiting try failed in the pool: overflow when its connection came up, or a connect failure."""
+        call = att.parent
+        if att in call.active:
+            call.active.remove(att)
+        if call.done:
+            return
+        att.abandoned = True
+        att.status = reason.status
+        att.flags |= FLAG_CODES[reason.response_flag]
+        if reason.dropped:
+            att.host = None
+            att.local_vid = call.cluster.version.vid if call.cluster.version is not None else -1
+            self.sim._rec_attempt(att)
+            self._finish(call, reason.status, FLAG_CODES[reason.response_flag])
+            return
+        self.sim._rec_attempt(att)
+        call.cluster.record(att.host, OutlierResult.LOCAL_ORIGIN_CONNECT_FAILED, now)
+        reset = ResetKind.CONNECTION_TERMINATION if reason is PoolFailure.CONNECTION_TERMINATION \
+            else ResetKind.CONNECT_FAILURE
+        self._judge(call, att, None, reset, now)
+
+    def _release(self, att: Attempt, reset: bool = True) -> None:
+        """The try leaves its pool: response complete, or reset (timeouts, hedging losers)."""
         call = att.parent
         cl = call.cluster
+        pool = cl.pools[att.host.hid]
+        now = self.sim.env._now
+        if pool.connection_of(att) is None:  # still waiting for a connection
+            pool.cancel_pending(att, now)
+            return
         cl.act[att.host.hid] -= 1
-        cl.active_total -= 1
-        if cl.pending and cl.active_total < cl.max_requests:
-            nxt, host = cl.pending.pop(0)
-            if not nxt.done:
-                self._dispatch(nxt, host, self.sim.env._now)
+        if reset:
+            pool.on_reset(att, now)
+        else:
+            pool.on_response_complete(att, now)
+
+    def _local_reply(self, call: Call, status: int, flags: int) -> None:
+        """An answer the sidecar makes itself (no host reached): one attempt row, then the caller."""
+        att = Attempt(call.rid, call.caller, call.czone, call.service, call, call.attrs, call.depth,
+                      call.on_resp, call.optional, call.t_send)
+        att.try_no = call.try_no + 1
+        att.status = status
+        att.flags = call.flags | flags
+        cl = call.cluster
+        if cl is not None and cl.version is not None:
+            att.local_vid = cl.version.vid
+        self.sim._rec_attempt(att)
+        self._finish(call, status, flags)
 
     def _try_done(self, att: Attempt) -> None:
         """A try's response reached the caller's sidecar."""
@@ -457,7 +537,7 @@ class Sidecars:
         sim._rec_attempt(att)
         call = att.parent
         call.active.remove(att)
-        self._release(att)
+        self._release(att, reset=False)
         cl = call.cluster
         status = att.status
         cl.record(att.host, status, now)
@@ -579,15 +659,6 @@ class Sidecars:
         call.done = True
         call.status = status
         call.flags |= flags
-        if call.try_no == 0:  # a local reply (NR, UH, UO, FI, ...): one attempt row without a host
-            att = Attempt(call.rid, call.caller, call.czone, call.service, call, call.attrs, call.depth,
-                          call.on_resp, call.optional, call.t_send)
-            att.status = status
-            att.flags = call.flags
-            cl = call.cluster
-            if cl is not None and cl.version is not None:
-                att.local_vid = cl.version.vid
-            self.sim._rec_attempt(att)
         if call.retry is not None:
             call.retry.on_request_end()
         call.t_done = self.sim.env._now

@@ -146,10 +146,11 @@ def test_histogram_quantile_agrees_with_prometheus(buckets, q):
         cumulative=False,
     )
     assert per.quantile(q) == pytest.approx(h.quantile(q), rel=1e-12, abs=1e-15)
-    # cdf inverts quantile wherever the CDF is not flat (inside buckets with mass, below +Inf)
+    # cdf inverts quantile wherever the CDF is not flat (inside buckets with mass, below +Inf); at
+    # q == the finite share, x is the last finite bound, where the +Inf mass sits as a point mass
     finite_mass = counts[-2] / counts[-1]
     x = h.quantile(q)
-    if q <= finite_mass:
+    if q < finite_mass:
         assert h.cdf(x) == pytest.approx(q, rel=1e-9, abs=1e-12)
     else:
         assert x == bounds[-1] and h.cdf(x) == 1.0
