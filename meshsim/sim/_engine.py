@@ -503,8 +503,11 @@ class Simulation:
         if not self.need_attrs:
             return None
         parent = att.attrs
-        headers = dict(parent[2]) if parent is not None else {}
-        headers.update(call.headers)
+        if call.headers:
+            headers = dict(parent[2]) if parent is not None else {}
+            headers.update(call.headers)
+        else:  # the incoming headers, forwarded as they are (never modified in place)
+            headers = parent[2] if parent is not None else {}
         return (call.path or "/", call.method or "GET", headers)
 
     def _work_done(self, att: Attempt) -> None:

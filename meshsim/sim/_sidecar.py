@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import math
 from typing import Any
+from weakref import ref
 
 from meshsim.policies.circuit_breaker import ConnectionPool, PoolDecision, PoolFailure, ResourceManager
 from meshsim.policies.fault import FaultInjector
@@ -412,7 +413,11 @@ class Sidecars:
         route = call.route
         call.per_try = route.per_try_timeout
         if route.timeout > 0:
-            self._route_queue(route.timeout).add(call, now)
+            q = self.route_queues.get(route.timeout) or self._route_queue(route.timeout)
+            deadline = now + q.length  # DeadlineQueue.add, inlined: once per request
+            q.items.append((deadline, ref(call)))
+            if q.armed_at is None:
+                q._arm(deadline, now)
         self._try(call, now)
 
     def _mirror(self, call: Call, mirror: Any, svc: Any, caller: int, czone: str | None, attrs: Any, depth: int,
@@ -474,7 +479,11 @@ class Sidecars:
             return
         call.cluster.act[att.host.hid] += 1
         if call.per_try > 0:
-            self._try_queue(call.per_try).add(att, now)
+            q = self.try_queues.get(call.per_try) or self._try_queue(call.per_try)
+            deadline = now + q.length  # DeadlineQueue.add, inlined: once per try
+            q.items.append((deadline, ref(att)))
+            if q.armed_at is None:
+                q._arm(deadline, now)
         self.sim._deliver_to_host(att)
 
     def _pool_failure(self, att: Attempt, reason: PoolFailure, now: float) -> None:
