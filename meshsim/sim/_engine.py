@@ -194,6 +194,10 @@ class Simulation:
             mp = scn.mesh_for(name)
             if mp.has_policies and not _plain_path_suffices(mp):
                 svc.dest = Destination(self, svc, mp)
+                # a load balancer hashing on a request header needs the headers carried along
+                if any(cp.load_balancer.hash_key is not None and cp.load_balancer.hash_key.header_name
+                       for cp in svc.dest.cluster_policies.values()):
+                    self.need_attrs = True
             else:
                 length = float(mp.route_policies(None).timeout.timeout)
                 if length > 0:
@@ -335,7 +339,7 @@ class Simulation:
         att.t_arrive = now
         h = att.host
         v = h.ver
-        v.arrivals[int(now)] += 1
+        v.n_arr += 1
         v.in_flight += 1
         if h.limiter is not None and self._rate_limited(att, h, now):
             return
@@ -406,7 +410,7 @@ class Simulation:
         v.last = now
         v.busy -= 1
         v.in_flight -= 1
-        v.completions[int(now)] += 1
+        v.n_done += 1
         if h.queue:
             self._start(h.queue.popleft(), h, now)
         if self.direct or (self.net_zero and att.czone == h.zone):
@@ -562,10 +566,9 @@ class Simulation:
             self._release(att)
         v = att.host.ver
         v.in_flight -= 1
-        sec = int(now)
-        v.completions[sec] += 1
+        v.n_done += 1
         if att.status >= 400:
-            v.errors[sec] += 1
+            v.n_err += 1
         if self.direct or (self.net_zero and att.czone == att.host.zone):
             att.on_resp(att)
         else:
@@ -617,6 +620,7 @@ class Simulation:
             yield env.timeout(1.0)
             sec += 1
             now = env._now
+            self._count_second(sec - 1)
             for i, v in enumerate(versions):
                 total = v.area + v.busy * (now - v.last)
                 v.ts_area[sec - 1] = total - last_area[i]
@@ -628,6 +632,19 @@ class Simulation:
                     self.hosts[hid].ver.ts_ejected[sec - 1] += 1
             if sec >= self.nslots - 1:
                 return
+
+    def _count_second(self, slot: int) -> None:
+        """Arrivals, completions and errors since the last tick go to second ``slot``.
+
+        The hot path only bumps running counters; the tick at the end of each second
+        (scheduled before anything else at that instant) takes the differences.
+        """
+        self._counted = slot + 1
+        for v in self.versions:
+            v.arrivals[slot] = v.n_arr - v.c_arr
+            v.completions[slot] = v.n_done - v.c_done
+            v.errors[slot] = v.n_err - v.c_err
+            v.c_arr, v.c_done, v.c_err = v.n_arr, v.n_done, v.n_err
 
     def _snapshot_area(self, timer: Timer) -> None:
         now = self.env._now
@@ -660,6 +677,7 @@ class Simulation:
             src.start()
         env.process(self._sampler_process())
         self._area_at: dict[str, list[float]] = {}
+        self._counted = 0  # seconds whose arrivals/completions are counted
         if self.warmup <= 0:
             self._area_at["warmup"] = [0.0] * len(self.versions)
         else:
@@ -688,6 +706,9 @@ class Simulation:
             if gc_was_enabled:
                 gc.enable()
         self.t_end = env.now
+        last = math.ceil(self.t_end) - 1  # the last second the run reached, maybe partial
+        if self._counted <= last < self.nslots:
+            self._count_second(last)
         for att in list(self.open_requests.values()):
             self.recorder.unfinished(att)
         self.open_requests.clear()

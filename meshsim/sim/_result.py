@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -31,9 +32,10 @@ def _group(n: int, status: dict[int, int], lat_q: dict[str, float], mean: float,
 
 def _from_frame(status: np.ndarray, latency: np.ndarray, window: float) -> dict:
     n = len(status)
-    codes, counts = np.unique(status.astype(np.int64), return_counts=True)
-    st = {int(c): int(k) for c, k in zip(codes, counts, strict=True)}
-    lat = latency[(status != 0) & np.isfinite(latency)]
+    counts = np.bincount(status.astype(np.int64), minlength=1) if n else np.zeros(1, np.int64)
+    st = {int(c): int(counts[c]) for c in np.flatnonzero(counts)}
+    answered = status != 0
+    lat = latency if answered.all() and np.isfinite(latency).all() else latency[answered & np.isfinite(latency)]
     if len(lat):
         q = np.quantile(lat, list(QUANTILES.values()))
         lq = {k: float(v) for k, v in zip(QUANTILES, q, strict=True)}
@@ -187,6 +189,9 @@ def _summarize(sim, tables) -> dict:
         out["end_to_end"] = _from_frame(r_status, r_lat, window)
         out["sources"] = {}
         for i, src in enumerate(sim.sources):
+            if len(sim.sources) == 1:  # the one source is the whole end to end
+                out["sources"][src.name] = copy.deepcopy(out["end_to_end"])
+                continue
             m = r_src == i
             out["sources"][src.name] = _from_frame(r_status[m], r_lat[m], window)
         keep = tables.att_start >= sim.warmup
@@ -209,7 +214,10 @@ def _summarize(sim, tables) -> dict:
         for v in svc.versions:
             if full:
                 m = smask & (ver == v.vid)
-                vs = _from_frame(status[m], lat[m], window)
+                if len(svc.versions) == 1 and np.array_equal(m, smask):
+                    vs = copy.deepcopy(s_all)  # the one version is the whole service
+                else:
+                    vs = _from_frame(status[m], lat[m], window)
             else:
                 vs = _from_hist(rec.g_ver[v.vid], window)
             vs["utilization"] = util[v.vid]

@@ -156,7 +156,8 @@ class VersionRT:
     __slots__ = (
         "vid", "service", "name", "spec", "hosts", "blocking", "script", "sample", "errdraw",
         "busy", "area", "last", "in_flight", "arrivals", "completions", "errors", "rr",
-        "ts_in_flight", "ts_queue", "ts_area", "ts_ejected", "hist", "status_counts", "simple", "stats",
+        "ts_in_flight", "ts_queue", "ts_area", "ts_ejected", "hist",
+        "n_arr", "n_done", "n_err", "c_arr", "c_done", "c_err", "status_counts", "simple", "stats",
     )
 
     def __init__(self, vid: int, service: ServiceRT, name: str, spec: Any) -> None:
@@ -180,6 +181,9 @@ class VersionRT:
         self.ts_queue: list[int] = []
         self.ts_area: list[float] = []
         self.ts_ejected: list[int] = []
+        # running counts (hot path) and their values at the last once-a-second tick
+        self.n_arr = self.n_done = self.n_err = 0
+        self.c_arr = self.c_done = self.c_err = 0
         self.rr = 0
         self.hist = None  # summary mode: caller-observed latency histogram
         self.status_counts: dict[int, int] = {}

@@ -110,10 +110,12 @@ class Call:
 class ClusterState:
     """A destination cluster (one version) as one caller sidecar sees it: LB, breakers, outlier detector."""
 
-    __slots__ = ("sim", "dest", "version", "label", "hosts", "lb", "breaker", "rm", "pools", "czone", "outlier", "stats", "act",
+    __slots__ = ("sim", "dest", "version", "label", "hosts", "lb", "breaker", "rm", "pools", "czone",
+                 "hash_header", "hash_source", "outlier", "stats", "act",
                  "healthy", "interval_timer", "sidecar_key")
 
-    def __init__(self, sim: Any, dest: Destination, version: Any, sidecar_key: str) -> None:
+    def __init__(self, sim: Any, dest: Destination, version: Any, sidecar_key: str,
+                 local_zones: dict[Any, int] | None = None) -> None:
         """``version`` is a ``VersionRT`` (a subset cluster) or ``None`` (the whole service)."""
 
         self.sim = sim
@@ -138,6 +140,11 @@ class ClusterState:
         names = (dest.service.name, self.label, sidecar_key)
         self.lb = LoadBalancer(cp.load_balancer, self.hosts, rng=streams.get("lb", *names),
                                active=self._active)
+        hk = cp.load_balancer.hash_key
+        self.hash_header: str | None = hk.header_name.lower() if hk is not None and hk.header_name else None
+        self.hash_source = bool(hk is not None and hk.use_source_ip)
+        if cp.load_balancer.zone_aware is not None and local_zones:
+            self.lb.set_local_zones(local_zones)  # Envoy's local cluster: the caller's replicas per zone
         self.healthy = [True] * len(self.hosts)
         self.outlier = None
         self.interval_timer: Timer | None = None
@@ -316,11 +323,21 @@ class Sidecars:
         key = (caller, version.vid if version is not None else -1 - dest.service.idx)
         cl = self.clusters.get(key)
         if cl is None:
-            cl = ClusterState(self.sim, dest, version, str(caller))
+            cl = ClusterState(self.sim, dest, version, str(caller), self._local_zones(caller))
             self.clusters[key] = cl
             if cl.outlier is not None:
                 self.with_outlier.append(cl)
         return cl
+
+    def _local_zones(self, caller: int) -> dict[Any, int] | None:
+        """Zone -> replicas of the caller's service (Envoy's local cluster, for zone-aware routing)."""
+        if caller < 0:
+            return None  # a traffic source has no local cluster
+        zones: dict[Any, int] = {}
+        for h in self.sim.hosts[caller].ver.service.hosts:
+            if h.zone is not None:
+                zones[h.zone] = zones.get(h.zone, 0) + 1
+        return zones or None
 
     def _route_queue(self, length: float) -> DeadlineQueue:
         q = self.route_queues.get(length)
@@ -371,7 +388,13 @@ class Sidecars:
         # a route names a subset (version); without routes the cluster is the whole service
         version = svc.by_name[vname] if vname is not None else (svc.versions[0] if len(svc.versions) == 1 else None)
         call.cluster = cl = self.cluster(caller, version, dest)
-        call.hash_key = headers.get(getattr(cl.lb.policy, "hash_key", None) or "", None) if headers else None
+        # ring hash / maglev key: a request header, or the caller (Envoy hashes the source address)
+        if cl.hash_header is not None:
+            call.hash_key = headers.get(cl.hash_header) if headers else None
+        elif cl.hash_source:
+            call.hash_key = cl.sidecar_key
+        else:
+            call.hash_key = None
         # mirroring: a shadow copy to another version, its response discarded
         mirror = route.mirror
         if mirror is not None and next(self.mirror_u) < mirror.fraction:

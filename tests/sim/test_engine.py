@@ -268,3 +268,13 @@ def test_closed_loop_without_any_simulated_time_is_refused_not_hung():
                    traffic=[{"name": "tight", "to": "s", "users": 2}], duration=1.0)
     with pytest.raises(SimulationError, match="traffic.tight: closed-loop users cycle without simulated time"):
         simulate(scn)
+
+
+def test_timeseries_counts_every_arrival_and_completion_including_the_last_second():
+    scn = scenario({"s": {"latency": "1ms", "workers": 10}},
+                   traffic=[{"to": "s", "rate": "100/s", "arrivals": "uniform"}], duration=10.0, drain=0)
+    res = simulate(scn)
+    ts = res.timeseries
+    assert ts["arrivals"].tolist() == [100] * 10
+    assert ts["completions"].tolist() == [100] * 10
+    assert ts["arrivals"].sum() == len(res.requests)

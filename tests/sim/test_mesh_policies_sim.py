@@ -291,3 +291,33 @@ def test_one_connection_one_pending_slot_queues_one_and_overflows_the_rest_as_pe
     # never two requests at the callee at once: one connection, HTTP/1.1
     assert res.timeseries.query("service == 'slow'")["in_flight"].max() <= 1
     assert len(served) > 0
+
+
+def test_ring_hash_on_a_header_pins_each_user_to_one_replica():
+    scn = scenario({"front": {"latency": "1ms", "workers": 100, "script": [{"call": "back"}]},
+                    "back": {"latency": "1ms", "workers": 100, "replicas": 5}},
+                   traffic=[{"to": "front", "rate": "200/s",
+                             "headers": {"x-user": {"ann": "25%", "bob": "25%", "cid": "25%", "dan": "25%"}}}],
+                   mesh={"back": {"load_balancer": {"lb_policy": "RING_HASH",
+                                                    "hash_key": {"header_name": "x-user"}}}},
+                   duration=10.0)
+    res = simulate(scn)
+    a = res.attempts[res.attempts["service"] == "back"]
+    # every request of one user lands on the same replica (front has one replica: one sidecar)
+    req_user = a.merge(res.attempts[res.attempts["service"] == "front"][["request_id"]], on="request_id")
+    assert len(req_user) == len(a)
+    # 4 users -> at most 4 replicas used, and not all traffic on one
+    assert 1 < a["replica"].nunique() <= 4
+
+
+def test_ring_hash_on_the_source_spreads_callers_and_keeps_each_on_one_replica():
+    scn = scenario({"front": {"latency": "1ms", "workers": 100, "replicas": 6, "script": [{"call": "back"}]},
+                    "back": {"latency": "1ms", "workers": 100, "replicas": 5}},
+                   mesh={"back": {"load_balancer": {"lb_policy": "MAGLEV", "hash_key": {"use_source_ip": True}}}},
+                   duration=10.0)
+    res = simulate(scn)
+    a = res.attempts[res.attempts["service"] == "back"]
+    front = res.attempts[res.attempts["service"] == "front"][["request_id", "replica"]].rename(
+        columns={"replica": "front_replica"})
+    pairs = a.merge(front, on="request_id").groupby("front_replica")["replica"].nunique()
+    assert (pairs == 1).all()  # one caller sidecar -> always the same upstream replica
