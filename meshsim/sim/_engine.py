@@ -402,7 +402,6 @@ class Simulation:
         att.t_done = now
         att.status = 200
         att.holding = False
-        att.pc = 1
         h = att.host
         v = h.ver
         h.busy -= 1

@@ -387,7 +387,10 @@ class Sidecars:
         svc = dest.service
         # a route names a subset (version); without routes the cluster is the whole service
         version = svc.by_name[vname] if vname is not None else (svc.versions[0] if len(svc.versions) == 1 else None)
-        call.cluster = cl = self.cluster(caller, version, dest)
+        cl = self.clusters.get((caller, version.vid if version is not None else -1 - svc.idx))
+        if cl is None:
+            cl = self.cluster(caller, version, dest)
+        call.cluster = cl
         # ring hash / maglev key: a request header, or the caller (Envoy hashes the source address)
         if cl.hash_header is not None:
             call.hash_key = headers.get(cl.hash_header) if headers else None
@@ -572,7 +575,10 @@ class Sidecars:
         self._release(att, reset=False)
         cl = call.cluster
         status = att.status
-        cl.record(att.host, status, now)
+        if cl.outlier is not None:
+            ev = cl.outlier.record(att.host.hid, status, now)
+            if ev is not None:
+                cl._apply(ev, now)
         if call.done:
             return
         if call.route.hedge and (att.hedged or call.active or call.retries_waiting):
