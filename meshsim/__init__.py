@@ -1,6 +1,13 @@
 """meshsim: a workbench for service-mesh policies (simulate, judge, export)."""
 
-from meshsim._exceptions import CanaryError, ConfigError, ExportError, MeshsimError, SimulationError
+from meshsim._exceptions import (
+    CanaryError,
+    ConfigError,
+    ExportError,
+    MeshsimError,
+    MeshsimWarning,
+    SimulationError,
+)
 
 __version__ = "0.1.0"
 
@@ -10,5 +17,6 @@ __all__ = [
     "SimulationError",
     "ExportError",
     "CanaryError",
+    "MeshsimWarning",
     "__version__",
 ]

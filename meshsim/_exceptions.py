@@ -15,7 +15,7 @@ and exits with code 2.
 
 from __future__ import annotations
 
-__all__ = ["MeshsimError", "ConfigError", "SimulationError", "ExportError", "CanaryError"]
+__all__ = ["MeshsimError", "ConfigError", "SimulationError", "ExportError", "CanaryError", "MeshsimWarning"]
 
 
 class MeshsimError(Exception):
@@ -52,3 +52,12 @@ class ExportError(MeshsimError):
 
 class CanaryError(MeshsimError):
     """Canary input cannot be judged (as opposed to a verdict of INCONCLUSIVE)."""
+
+
+class MeshsimWarning(UserWarning):
+    """A configuration that runs, but does not do what its author most likely meant.
+
+    Examples: a ``max_ejection_percent`` too low to ever eject a host at the
+    cluster's size. ``meshsim run`` prints these on stderr; the summary lists
+    them under ``warnings``.
+    """

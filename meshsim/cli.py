@@ -134,8 +134,15 @@ def run(
         if overrides:
             scn = apply_overrides(scn, overrides)
 
-        with _progress(quiet) as progress:
+        import warnings
+
+        from meshsim import MeshsimWarning
+
+        with _progress(quiet) as progress, warnings.catch_warnings():
+            warnings.simplefilter("ignore", MeshsimWarning)  # printed once below, one line each
             result = run_scenario(scn, progress=progress)
+        for message in result.summary.get("warnings", []):
+            typer.echo(f"warning: {message}", err=True)
 
         if not quiet:
             render_summary(result.summary, _stdout_console())

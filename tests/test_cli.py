@@ -217,3 +217,13 @@ def test_bad_set_is_one_line_and_exit_2(files, arg, fragment):
     result = runner.invoke(app, ["run", str(files["good"]), "--set", arg])
     assert result.exit_code == 2
     assert fragment in result.output and "Traceback" not in result.output
+
+
+def test_run_warns_on_stderr_about_an_outlier_policy_that_can_never_eject(tmp_path):
+    path = tmp_path / "trap.yaml"
+    path.write_text(
+        "name: trap\nduration: 2s\nservices:\n  a: {latency: 1ms, replicas: 3, workers: 4}\n"
+        "traffic: [{to: a, rate: 10/s}]\nmesh:\n  a: {outlier_detection: {consecutive_5xx: 5}}\n")
+    result = runner.invoke(app, ["run", str(path), "-q"])
+    assert result.exit_code == 0
+    assert "warning: mesh.a.outlier_detection.max_ejection_percent: 10 % of 3 hosts" in result.output

@@ -11,8 +11,10 @@ run(scenario, seed=None, replications=None, progress=None) -> RunSet
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
+from meshsim._exceptions import MeshsimWarning
 from meshsim.sim._engine import Simulation
 from meshsim.sim._histogram import LogHistogram
 from meshsim.sim._output import summary_json, write_run
@@ -61,7 +63,10 @@ def simulate(scenario, *, seed: int | None = None, replication: int = 0,
     >>> r.summary["end_to_end"]["success_rate"]
     1.0
     """
-    return Simulation(scenario, seed=seed, replication=replication).run(progress)
+    sim = Simulation(scenario, seed=seed, replication=replication)
+    for message in sim.warnings:
+        warnings.warn(message, MeshsimWarning, stacklevel=2)
+    return sim.run(progress)
 
 
 def run(scenario, *, seed: int | None = None, replications: int | None = None,

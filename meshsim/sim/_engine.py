@@ -187,6 +187,7 @@ class Simulation:
         from meshsim.sim._sidecar import Destination, Sidecars
 
         self.outlier_events: list[tuple] = []
+        self.warnings: list[str] = []
         self.sidecars = Sidecars(self)
         scn = self.scenario
         plain_queues: dict[float, DeadlineQueue] = {}
@@ -194,6 +195,7 @@ class Simulation:
             mp = scn.mesh_for(name)
             if mp.has_policies and not _plain_path_suffices(mp):
                 svc.dest = Destination(self, svc, mp)
+                self._check_traps(name, svc, mp)
                 # a load balancer hashing on a request header needs the headers carried along
                 if any(cp.load_balancer.hash_key is not None and cp.load_balancer.hash_key.header_name
                        for cp in svc.dest.cluster_policies.values()):
@@ -212,6 +214,23 @@ class Simulation:
 
                 for h in svc.hosts:
                     h.limiter = TokenBucket(limit, 0.0)
+
+    def _check_traps(self, name: str, svc: ServiceRT, mp: Any) -> None:
+        """Configurations Envoy accepts that do not do what they say: collected as warnings."""
+        clusters = ([(v.name, len(v.hosts), mp.cluster_policies(v.name)) for v in svc.versions]
+                    if svc.router is not None else [(None, len(svc.hosts), mp.cluster_policies(None))])
+        for version, hosts, cp in clusters:
+            od = cp.outlier_detection
+            if od is None:
+                continue
+            need = od.smallest_cluster_that_can_eject()
+            if need is None or need > hosts:
+                where = f"mesh.{name}" + (f" (cluster {version})" if version else "")
+                self.warnings.append(
+                    f"{where}.outlier_detection.max_ejection_percent: {od.max_ejection_percent:g} % of "
+                    f"{hosts} host{'s' if hosts != 1 else ''} can never eject a host (Envoy counts the host "
+                    f"before checking the share; it needs at least {need or 'no'} hosts): a failing host "
+                    "stays in rotation")
 
     def _compile(self, steps, v: VersionRT, streams: Streams) -> tuple:
         from meshsim.config import Call, Parallel, Sleep, Work

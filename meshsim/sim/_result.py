@@ -248,6 +248,8 @@ def _summarize(sim, tables) -> dict:
                 target[name] = target.get(name, 0) + value
     out["services"] = services
     out["stats"] = {k: dict(sorted(v.items())) for k, v in stats.items()}
+    if sim.warnings:
+        out["warnings"] = list(sim.warnings)
     return out
 
 
@@ -309,6 +311,7 @@ def combine_summaries(summaries: list[dict], confidence: float = 0.95) -> dict:
     """
     if len(summaries) == 1:
         return summaries[0]
+    warnings = summaries[0].get("warnings")
     flats = [_flatten(s) for s in summaries]
     keys: list[str] = []
     seen = set()
@@ -341,6 +344,8 @@ def combine_summaries(summaries: list[dict], confidence: float = 0.95) -> dict:
         out[k] = summaries[0][k]
     out["confidence"] = confidence
     out["ci"] = ci
+    if warnings:
+        out["warnings"] = warnings
     return out
 
 

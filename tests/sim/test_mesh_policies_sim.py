@@ -120,12 +120,16 @@ def test_outlier_ejects_the_bad_host_at_its_fifth_consecutive_5xx_and_returns_on
     assert ts["ejected"].max() == 1 and ts["ejected"].sum() >= 10
 
 
-def test_max_ejection_percent_default_never_ejects_with_fewer_than_ten_hosts():
+def test_max_ejection_percent_default_never_ejects_with_fewer_than_ten_hosts_and_says_so():
+    from meshsim import MeshsimWarning
+
     scn = scenario({"front": {"latency": "1ms", "workers": 50, "script": [{"call": "back"}]},
                     "back": {"latency": "1ms", "workers": 50,
                              "versions": {"good": {"replicas": 4}, "bad": {"replicas": 1, "errors": 1.0}}}},
                    mesh={"back": {"outlier_detection": {"consecutive_5xx": 5}}}, duration=10.0)
-    res = simulate(scn)
+    with pytest.warns(MeshsimWarning, match="max_ejection_percent: 10 % of 5 hosts can never eject"):
+        res = simulate(scn)
+    assert any("at least 10 hosts" in w for w in res.summary["warnings"])
     ev = res.outlier_events
     assert (ev["action"] == "eject").sum() == 0
     # the cluster without a route is the whole service: Envoy's outbound|80||back
