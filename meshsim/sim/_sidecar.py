@@ -126,7 +126,8 @@ class ClusterState:
         self.sidecar_key = sidecar_key
         cp = dest.cluster_policies[None if version is None else version.name]
         self.hosts: list[Host] = list(dest.service.hosts if version is None else version.hosts)
-        self.act: dict[int, int] = {h.hid: 0 for h in self.hosts}  # attached requests per host (least request)
+        # attached requests per host (least request reads it through the dict's own __getitem__)
+        self.act: dict[Host, int] = {h: 0 for h in self.hosts}
         self.stats: dict[str, int] = {}
         # the circuit breakers (shared by this sidecar's pools to the cluster) and one pool per host
         self.rm = ResourceManager(cp.circuit_breakers)
@@ -139,7 +140,7 @@ class ClusterState:
         streams = sim.streams
         names = (dest.service.name, self.label, sidecar_key)
         self.lb = LoadBalancer(cp.load_balancer, self.hosts, rng=streams.get("lb", *names),
-                               active=self._active)
+                               active=self.act.__getitem__)
         hk = cp.load_balancer.hash_key
         self.hash_header: str | None = hk.header_name.lower() if hk is not None and hk.header_name else None
         self.hash_source = bool(hk is not None and hk.use_source_ip)
@@ -158,9 +159,6 @@ class ClusterState:
             now = sim.env._now
             first = math.floor(now / interval) * interval + interval
             sim._schedule(self.interval_timer, first - now)
-
-    def _active(self, host: Host) -> int:
-        return self.act[host.hid]
 
     def pool(self, host: Host, sidecars: Sidecars) -> ConnectionPool:
         """This sidecar's connection pool to ``host`` (created at first use)."""
@@ -503,7 +501,7 @@ class Sidecars:
         call = att.parent
         if call.done:  # pragma: no cover - the pool was told when the call ended
             return
-        call.cluster.act[att.host.hid] += 1
+        call.cluster.act[att.host] += 1
         if call.per_try > 0:
             q = self.try_queues.get(call.per_try) or self._try_queue(call.per_try)
             deadline = now + q.length  # DeadlineQueue.add, inlined: once per try
@@ -543,7 +541,7 @@ class Sidecars:
         if pool.connection_of(att) is None:  # still waiting for a connection
             pool.cancel_pending(att, now)
             return
-        cl.act[att.host.hid] -= 1
+        cl.act[att.host] -= 1
         if reset:
             pool.on_reset(att, now)
         else:
