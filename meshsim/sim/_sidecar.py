@@ -48,6 +48,7 @@ from meshsim.sim._runtime import FLAG_CODES, Attempt, Host, Timer
 
 __all__ = ["Call", "ClusterState", "Destination", "Sidecars"]
 
+_NO_ATTRS: tuple[str, str, dict[str, str]] = ("/", "GET", {})  # requests without attributes; never modified
 FLAG_UH = FLAG_CODES["UH"]
 FLAG_UO = FLAG_CODES["UO"]
 FLAG_UT = FLAG_CODES["UT"]
@@ -68,26 +69,26 @@ class Call:
     __slots__ = (
         "callbacks", "rid", "caller", "czone", "service", "parent", "attrs", "depth", "on_resp", "optional",
         "t_send", "status", "flags", "try_no", "host", "t_arrive", "t_start", "t_done",
-        "sidecar", "dest", "route", "cluster", "retry", "active", "done", "per_try", "hash_key",
+        "dest", "route", "cluster", "retry", "active", "done", "per_try", "hash_key",
         "abandoned", "mirror", "retries_waiting", "__weakref__",
     )
     _ok = True
     is_call = True
 
-    def __init__(self) -> None:
+    def __init__(self, rid: int, caller: int, czone: str | None, dest: Any, parent: Any, attrs: Any, depth: int,
+                 on_resp: Any, optional: bool, t_send: float) -> None:
         self.callbacks: list | None = None
-        self.rid = 0
-        self.caller = 0
-        self.czone: str | None = None
-        self.service: Any = None
-        self.parent: Any = None
-        self.attrs: Any = None
-        self.depth = 0
-        self.on_resp: Any = None
-        self.optional = False
-        self.t_send = 0.0
-        self.sidecar: Any = None
-        self.dest: Any = None
+        self.rid = rid
+        self.caller = caller
+        self.czone = czone
+        self.service: Any = dest.service
+        self.parent = parent
+        self.attrs = attrs
+        self.depth = depth
+        self.on_resp = on_resp
+        self.optional = optional
+        self.t_send = t_send
+        self.dest = dest
         self.route: Any = None
         self.cluster: Any = None
         self.per_try = 0.0
@@ -356,20 +357,9 @@ class Sidecars:
              on_resp: Any, rid: int, optional: bool) -> Call:
         sim = self.sim
         now = sim.env._now
-        call = Call()
-        call.rid = rid
-        call.caller = caller
-        call.czone = czone
-        call.service = dest.service
-        call.parent = parent
-        call.attrs = attrs
-        call.depth = depth
-        call.on_resp = on_resp
-        call.optional = optional
-        call.t_send = now
-        call.dest = dest
+        call = Call(rid, caller, czone, dest, parent, attrs, depth, on_resp, optional, now)
         router = dest.service.router
-        path, method, headers = attrs if attrs is not None else ("/", "GET", {})
+        path, method, headers = attrs if attrs is not None else _NO_ATTRS
         if router is not None:
             idx = router.match(path, method, headers)
             if idx is None:
