@@ -162,6 +162,8 @@ def sidecar_counters(sim) -> dict[str, dict[str, int]]:
                   if k != "upstream_rq_total" and not k[len("upstream_rq_"):].isdigit()})
         if cl.outlier is not None:
             add(key, cl.outlier.stats)
+        for checker in cl.checkers.values():
+            add(key, checker.stats)
     return out
 
 

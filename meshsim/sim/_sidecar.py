@@ -40,6 +40,7 @@ from weakref import ref
 
 from meshsim.policies.circuit_breaker import ConnectionPool, PoolDecision, PoolFailure, ResourceManager
 from meshsim.policies.fault import FaultInjector
+from meshsim.policies.health_check import HealthChecker, HealthCheckResult, HealthTransition
 from meshsim.policies.load_balancer import LoadBalancer
 from meshsim.policies.outlier import EjectionAction, LbUpdate, OutlierDetector, OutlierResult
 from meshsim.policies.retry import ResetKind, RetryBreaker, RetryDecision, RetryState
@@ -112,7 +113,7 @@ class ClusterState:
     """A destination cluster (one version) as one caller sidecar sees it: LB, breakers, outlier detector."""
 
     __slots__ = ("sim", "dest", "version", "label", "hosts", "lb", "breaker", "rm", "pools", "czone",
-                 "hash_header", "hash_source", "outlier", "stats", "act",
+                 "hash_header", "hash_source", "ejected", "hc_failed", "checkers", "hc_u", "outlier", "stats", "act",
                  "healthy", "interval_timer", "sidecar_key")
 
     def __init__(self, sim: Any, dest: Destination, version: Any, sidecar_key: str,
@@ -148,6 +149,12 @@ class ClusterState:
         if cp.load_balancer.zone_aware is not None and local_zones:
             self.lb.set_local_zones(local_zones)  # Envoy's local cluster: the caller's replicas per zone
         self.healthy = [True] * len(self.hosts)
+        self.ejected: set[int] = set()  # hosts the outlier detector ejected (as the LB learnt it)
+        self.hc_failed: set[int] = set()  # hosts failing their active health checks
+        self.checkers: dict[int, Any] = {}
+        self.hc_u: Any = None
+        if cp.health_check is not None:
+            self._start_health_checks(cp.health_check, names)
         self.outlier = None
         self.interval_timer: Timer | None = None
         if cp.outlier_detection is not None:
@@ -207,16 +214,82 @@ class ClusterState:
         self._deliver(self.sim.env._now)
 
     def _deliver(self, now: float) -> None:
-
         changes = self.outlier.merger.deliver(now)  # type: ignore[union-attr]
         if not changes:
             return
-        index = {h.hid: i for i, h in enumerate(self.hosts)}
         for ev in changes:
-            i = index.get(ev.host)
-            if i is not None:
-                self.healthy[i] = ev.action is not EjectionAction.EJECT
+            if ev.action is EjectionAction.EJECT:
+                self.ejected.add(ev.host)
+            else:
+                self.ejected.discard(ev.host)
+        self._refresh_lb()
+
+    def _refresh_lb(self) -> None:
+        """The load balancer's healthy set: neither ejected nor failing its active health checks."""
+        ejected, failed = self.ejected, self.hc_failed
+        self.healthy = [h.hid not in ejected and h.hid not in failed for h in self.hosts]
         self.lb.set_hosts(self.hosts, self.healthy)
+
+    # ------------------------------------------------------------------ active health checks
+    def _start_health_checks(self, policy: Any, names: tuple[str, ...]) -> None:
+        """One checker per host; probes are answered by the replica's error model, one round trip away.
+
+        Simplifications: a probe does not queue for a worker (a saturated replica still answers
+        its health checks), and hosts count as healthy from the start (Envoy holds a new cluster
+        until its first round of checks). The probe's outcome uses its own random stream.
+        """
+        sim = self.sim
+        rng = sim.streams.get("health", *names)
+        self.hc_u = sim.streams.uniforms("health-probe", *names)
+        self.checkers = {}
+        for h in self.hosts:
+            c = HealthChecker(policy, rng=rng, healthy=True, has_traffic=True)
+            self.checkers[h.hid] = c
+            t = Timer((h, c))
+            t.callbacks = [self._hc_probe]
+            sim._schedule(t, c.initial_delay())
+
+    def _probe_rtt(self, host: Host) -> float:
+        sim = self.sim
+        net = sim.scenario.network
+        rtt = 2.0 * float(net.latency.mean())
+        if self.czone is not None and host.zone is not None and self.czone != host.zone:
+            rtt += 2.0 * float(net.cross_zone.mean())
+        return rtt
+
+    def _hc_probe(self, t: Timer) -> None:
+        sim = self.sim
+        now = sim.env._now
+        if now >= sim.end_time:
+            return
+        obj: Any = t.obj
+        host, checker = obj
+        deadline = checker.start_check(now)
+        rtt = self._probe_rtt(host)
+        errors = host.ver.spec.errors
+        status = 503 if errors is not None and next(self.hc_u) < float(errors.rate) else 200
+        r = Timer((host, checker, status if now + rtt < deadline else HealthCheckResult.TIMEOUT))
+        r.callbacks = [self._hc_result]
+        sim._schedule(r, min(rtt, deadline - now))
+
+    def _hc_result(self, t: Timer) -> None:
+        sim = self.sim
+        now = sim.env._now
+        obj: Any = t.obj
+        host, checker, result = obj
+        if checker.on_result(result, now) is HealthTransition.CHANGED:
+            if checker.healthy:
+                self.hc_failed.discard(host.hid)
+            else:
+                self.hc_failed.add(host.hid)
+            self._refresh_lb()
+        if checker.healthy and self.outlier is not None:
+            ev = self.outlier.on_health_check_success(host.hid, now)
+            if ev is not None:
+                self._apply(ev, now)
+        nxt = Timer((host, checker))
+        nxt.callbacks = [self._hc_probe]
+        sim._schedule(nxt, checker.next_interval(now))
 
 
 def _host_name(hosts: list[Host], hid: Any) -> str:

@@ -325,3 +325,24 @@ def test_ring_hash_on_the_source_spreads_callers_and_keeps_each_on_one_replica()
         columns={"replica": "front_replica"})
     pairs = a.merge(front, on="request_id").groupby("front_replica")["replica"].nunique()
     assert (pairs == 1).all()  # one caller sidecar -> always the same upstream replica
+
+
+def test_active_health_checks_take_a_failing_replica_out_of_rotation():
+    """A replica answering 503 fails its probes and leaves the load-balancing set: Envoy fails a
+    healthy host at once on a bad HTTP status (the threshold counts network failures and timeouts);
+    the good ones keep passing; health_check.* counters are kept."""
+    hc = {"timeout": "100ms", "interval": "1s", "unhealthy_threshold": 2, "healthy_threshold": 1,
+          "path": "/healthz"}
+    scn = scenario({"front": {"latency": "1ms", "workers": 50, "script": [{"call": "back"}]},
+                    "back": {"latency": "1ms", "workers": 50,
+                             "versions": {"good": {"replicas": 4}, "bad": {"replicas": 1, "errors": 1.0}}}},
+                   traffic=[{"to": "front", "rate": "100/s", "arrivals": "uniform"}],
+                   mesh={"back": {"health_check": hc}}, duration=20.0)
+    res = simulate(scn)
+    bad = res.attempts[res.attempts["version"] == "bad"]
+    # the first probe goes out at once (no initial jitter) and fails: the bad replica gets at most
+    # the requests sent in that probe's round trip, instead of one in five
+    assert len(bad) <= 2
+    assert len(res.requests) > 1900 and (res.requests["status"] == 200).mean() > 0.99
+    s = res.summary["stats"]["back|*"]
+    assert s["health_check.attempt"] > 0 and s["health_check.failure"] > 0 and s["health_check.success"] > 0
