@@ -124,6 +124,15 @@ def _header_value(value: Any) -> Any:
 # script steps
 
 
+
+def _named_blocks(value: Any, empty_message: str) -> Any:
+    """A mapping name -> block: refused when empty; a ``null`` block means an empty one."""
+    if isinstance(value, Mapping):
+        if not value:
+            raise refuse(empty_message)
+        return {k: ({} if v is None else v) for k, v in value.items()}
+    return value
+
 class Call(PolicyModel):
     """A call to another service (through the caller's sidecar).
 
@@ -495,11 +504,7 @@ class ServiceSpec(_Deployment):
     @field_validator("versions", mode="before")
     @classmethod
     def _versions(cls, value: Any) -> Any:
-        if isinstance(value, Mapping):
-            if not value:
-                raise refuse("versions is empty; name at least one version or leave it out")
-            return {k: ({} if v is None else v) for k, v in value.items()}
-        return value
+        return _named_blocks(value, "versions is empty; name at least one version or leave it out")
 
     @model_validator(mode="after")
     def _latency_somewhere(self) -> ServiceSpec:
@@ -1468,11 +1473,7 @@ class Scenario(PolicyModel):
     @field_validator("services", mode="before")
     @classmethod
     def _services(cls, value: Any) -> Any:
-        if isinstance(value, Mapping):
-            if not value:
-                raise refuse("services is empty; define at least one service")
-            return {k: ({} if v is None else v) for k, v in value.items()}
-        return value
+        return _named_blocks(value, "services is empty; define at least one service")
 
     @field_validator("traffic", mode="before")
     @classmethod
