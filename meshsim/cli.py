@@ -5,6 +5,9 @@
     meshsim run SCENARIO [--seed N] [-o DIR] [--replications N] [--record full|summary]
                          [--format auto|csv|parquet] [--quiet]
     meshsim validate FILES...
+    meshsim export envoy|istio SCENARIO -o DIR
+    meshsim import istio|appmesh|isotope FILES... -o SCENARIO
+    meshsim lint FILES...
 
 Any ``MeshsimError`` (an invalid scenario above all) is printed as one line,
 ``error: <message>``, on stderr with exit code 2 and no traceback; typer's own
@@ -38,9 +41,15 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-# Command groups join here, one Typer() each (STYLE.md §14):
-#   app.add_typer(canary_app, name="canary"), app.add_typer(export_app, name="export"),
-#   app.add_typer(experiment_app, name="experiment"), ...
+# Command groups join here, one Typer() each (STYLE.md §14).
+export_app = typer.Typer(
+    help="Write a scenario's policies as Envoy v3 bootstraps or Istio resources.", no_args_is_help=True
+)
+import_app = typer.Typer(
+    help="Turn Istio, App Mesh or isotope files into a meshsim scenario.", no_args_is_help=True
+)
+app.add_typer(export_app, name="export")
+app.add_typer(import_app, name="import")
 
 
 class Record(str, Enum):
@@ -220,6 +229,15 @@ def _progress(quiet: bool) -> Iterator[Callable[[float], Any] | None]:
     with Progress(*columns, console=console, transient=True) as bar:
         task = bar.add_task("run", total=1.0)
         yield lambda done: bar.update(task, completed=min(max(float(done), 0.0), 1.0))
+
+
+# ---- export envoy (meshsim/envoy) ------------------------------------------------------------
+
+
+# ---- export istio, import istio|appmesh|isotope (meshsim/interop) ----------------------------
+
+
+# ---- lint (meshsim/lint) ---------------------------------------------------------------------
 
 
 def main() -> None:
