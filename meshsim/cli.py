@@ -234,7 +234,10 @@ def _progress(quiet: bool) -> Iterator[Callable[[float], Any] | None]:
 # ---- export envoy (meshsim/envoy) ------------------------------------------------------------
 
 
-# ---- export istio, import istio|appmesh|isotope (meshsim/interop) ----------------------------
+# ---- export istio, import istio (meshsim/interop/istio.py) -----------------------------------
+
+
+# ---- import appmesh|isotope (meshsim/interop/appmesh.py, isotope.py) -------------------------
 
 
 # ---- lint (meshsim/lint) ---------------------------------------------------------------------
