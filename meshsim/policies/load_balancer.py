@@ -1571,7 +1571,7 @@ class LoadBalancer:
         "_routing_enabled",
         "_min_cluster_size",
         "_failover",
-        "_fast",
+        "fast_pick",
     )
 
     def __init__(
@@ -1606,7 +1606,10 @@ class LoadBalancer:
         self._hosts: tuple[_Host, ...] = ()
         self._healthy: tuple[bool, ...] = ()
         self._zone_dependent = False
-        self._fast: Callable[[], _Host | None] | None = None
+        #: the picker :meth:`choose` uses when no zone, hash or retry predicate is involved (one
+        #: healthy level, no panic); ``None`` until the first :meth:`choose` builds the view, and after
+        #: every host-set change. Callers on a hot path may call it directly when it is set.
+        self.fast_pick: Callable[[], _Host | None] | None = None
         self.set_hosts(hosts)
 
     # ------------------------------------------------------------------ host set
@@ -1636,7 +1639,7 @@ class LoadBalancer:
         self._hosts = hs
         self._healthy = flags
         self._views = {}
-        self._fast = None
+        self.fast_pick = None
         za_on = self.policy.zone_aware is not None and self._local_zones is not None
         self._zone_dependent = bool(self._failover or za_on)
 
@@ -1686,7 +1689,7 @@ class LoadBalancer:
                 and lvl.locality_edf is None
                 and lvl.healthy
             ):
-                self._fast = lvl.healthy_picker.pick  # type: ignore[union-attr]
+                self.fast_pick = lvl.healthy_picker.pick  # type: ignore[union-attr]
         return view
 
     def _build_view(self, zone: Any) -> _View:
@@ -1844,7 +1847,7 @@ class LoadBalancer:
             ``host_selection_retry_max_attempts + 1``: picks tried while the
             host is in ``avoid``; the last pick is returned regardless.
         """
-        fast = self._fast
+        fast = self.fast_pick
         if fast is not None and avoid is None:
             return fast()
         view = self._views.get(zone if self._zone_dependent else None)

@@ -1274,6 +1274,17 @@ class OutlierDetector:
             return self._put_code(i, int(result), now)
         raise TypeError(f"result must be an HTTP status code or an OutlierResult; got {result!r}")
 
+    def record_status(self, host: Hashable, code: int, now: float) -> EjectionEvent | None:
+        """:meth:`record` for an HTTP status code (an ``int``), the router's common case."""
+        i = self._index[host]
+        if 500 <= code < 600:
+            return self._put_code(i, code, now)
+        self._ext_total[i] += 1  # _put_code's success branch, inlined
+        self._ext_success[i] += 1
+        self._c5xx[i] = 0
+        self._cgw[i] = 0
+        return None
+
     def _put_code(self, i: int, code: int, now: float) -> EjectionEvent | None:
         self._ext_total[i] += 1
         if 500 <= code < 600:

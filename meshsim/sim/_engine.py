@@ -494,8 +494,13 @@ class Simulation:
                     att.pc = pc + 1
                     continue
                 h = att.host
-                self.send(h.hid, h.zone, att, call.service, self._child_attrs(att, call), depth,
-                          self._call_done, att.rid, call.optional)
+                svc = call.service
+                attrs = self._child_attrs(att, call) if self.need_attrs else None
+                if svc.dest is not None:  # through the sidecar's router (Simulation.send, unrolled)
+                    self.sidecars.send(svc.dest, h.hid, h.zone, att, attrs, depth, self._call_done, att.rid,
+                                       call.optional)
+                else:
+                    self.send(h.hid, h.zone, att, svc, attrs, depth, self._call_done, att.rid, call.optional)
                 return
             if kind == STEP_PAR:
                 depth = att.depth + 1
@@ -547,7 +552,8 @@ class Simulation:
         if child.abandoned:
             return
         child.abandoned = True  # answered: a later timeout or duplicate is ignored
-        self._rec_attempt(child)
+        if not child.is_call:  # a router-level request: the sidecar recorded its tries
+            self._rec_attempt(child)
         att = child.parent
         st = child.status
         if (st == 0 or st >= 400) and not child.optional:
@@ -562,7 +568,8 @@ class Simulation:
         if child.abandoned:
             return
         child.abandoned = True
-        self._rec_attempt(child)
+        if not child.is_call:  # a router-level request: the sidecar recorded its tries
+            self._rec_attempt(child)
         att = child.parent
         st = child.status
         if (st == 0 or st >= 400) and not child.optional:

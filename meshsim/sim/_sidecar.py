@@ -26,10 +26,15 @@ Work already sent upstream is never cancelled: an abandoned try keeps its
 worker at the callee until it finishes; its late response is dropped.
 
 Simplifications (also in the docs): one Envoy worker per sidecar
-(``--concurrency 1``); connections are always available (no HTTP/1.1
-connection setup, ``max_connections`` not enforced); circuit-breaker
-``max_pending_requests`` applies to requests waiting for ``max_requests``;
-active health checking and hedging are not simulated yet.
+(``--concurrency 1``); a connection is set up in one network round trip
+and never fails to connect unless chaos makes the host unreachable; active
+health-check probes are answered by the replica's error model a round trip
+away without queueing for a worker.
+
+The hot path (``send``, ``_try``, ``_try_done``) inlines a few small steps
+(``_start``, ``_send``, ``_release``, ``_finish``, ``DeadlineQueue.add``) for
+the common case; the full versions serve the rest, and comments mark the
+copies that must stay in step.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ from meshsim.sim._runtime import FLAG_CODES, Attempt, Host, Timer
 __all__ = ["Call", "ClusterState", "Destination", "Sidecars"]
 
 _NO_ATTRS: tuple[str, str, dict[str, str]] = ("/", "GET", {})  # requests without attributes; never modified
+_ATTACHED = PoolDecision.ATTACHED
 FLAG_UH = FLAG_CODES["UH"]
 FLAG_UO = FLAG_CODES["UO"]
 FLAG_UT = FLAG_CODES["UT"]
@@ -345,7 +351,8 @@ class _PoolHooks:
 class RouteRT:
     """One route's policies, compiled for the hot path."""
 
-    __slots__ = ("timeout", "per_try_timeout", "retry_policy", "retry_rt", "hedge", "fault_injector", "mirror")
+    __slots__ = ("timeout", "per_try_timeout", "retry_policy", "retry_rt", "hedge", "fault_injector", "mirror",
+                 "extras")
 
     def __init__(self, rp: Any) -> None:
 
@@ -358,12 +365,14 @@ class RouteRT:
         self.hedge = bool(rp.retries is not None and rp.retries.hedge_on_per_try_timeout)
         self.fault_injector = FaultInjector(rp.fault) if rp.fault is not None else None
         self.mirror = rp.mirror
+        #: mirroring or a fault filter: ``send`` takes its longer way
+        self.extras = self.mirror is not None or self.fault_injector is not None
 
 
 class Destination:
     """A destination service's compiled mesh policy (shared by every caller)."""
 
-    __slots__ = ("service", "policy", "routes", "cluster_policies", "rate_limit")
+    __slots__ = ("service", "policy", "routes", "cluster_policies", "rate_limit", "default_version", "by_caller")
 
     def __init__(self, sim: Any, service: Any, policy: Any) -> None:
         self.service = service
@@ -375,6 +384,10 @@ class Destination:
                                                         for v in service.versions}
         self.cluster_policies[None] = policy.cluster_policies(None)
         self.rate_limit = getattr(policy, "rate_limit", None)
+        #: the cluster of a request no route names a subset for: the only version, or the whole service
+        self.default_version = service.versions[0] if len(service.versions) == 1 else None
+        #: caller -> its ClusterState for ``default_version`` (a destination without routes)
+        self.by_caller: dict[int, Any] = {}
 
 
 class Sidecars:
@@ -389,6 +402,7 @@ class Sidecars:
         self.retry_u = sim.streams.uniforms("retry")
         self.fault_u = sim.streams.uniforms("fault")
         self.mirror_u = sim.streams.uniforms("mirror")
+        self._try_done_cb = self._try_done  # one bound method, not one per try
 
     # ------------------------------------------------------------------ helpers
     def cluster(self, caller: int, version: Any, dest: Destination) -> ClusterState:
@@ -431,54 +445,67 @@ class Sidecars:
         sim = self.sim
         now = sim.env._now
         call = Call(rid, caller, czone, dest, parent, attrs, depth, on_resp, optional, now)
-        router = dest.service.router
-        path, method, headers = attrs if attrs is not None else _NO_ATTRS
+        svc = dest.service
+        router = svc.router
         if router is not None:
+            path, method, headers = attrs if attrs is not None else _NO_ATTRS
             idx = router.match(path, method, headers)
             if idx is None:
                 self._local_reply(call, 404, FLAG_NR)
                 return call
             vname = router.pick(idx, next(sim.route_u))
             route = dest.routes[idx]
+            # a route names a subset (version)
+            version = svc.by_name[vname] if vname is not None else dest.default_version
+            cl = self.clusters.get((caller, version.vid if version is not None else -1 - svc.idx))
+            if cl is None:
+                cl = self.cluster(caller, version, dest)
         else:
-            idx = None
+            # no routes: the one version's cluster, or the whole service (per caller, cached)
             route = dest.routes[0]
-            vname = None
+            cl = dest.by_caller.get(caller)
+            if cl is None:
+                cl = dest.by_caller[caller] = self.cluster(caller, dest.default_version, dest)
         call.route = route
-        svc = dest.service
-        # a route names a subset (version); without routes the cluster is the whole service
-        version = svc.by_name[vname] if vname is not None else (svc.versions[0] if len(svc.versions) == 1 else None)
-        cl = self.clusters.get((caller, version.vid if version is not None else -1 - svc.idx))
-        if cl is None:
-            cl = self.cluster(caller, version, dest)
         call.cluster = cl
         # ring hash / maglev key: a request header, or the caller (Envoy hashes the source address)
         if cl.hash_header is not None:
+            headers = attrs[2] if attrs is not None else None
             call.hash_key = headers.get(cl.hash_header) if headers else None
         elif cl.hash_source:
             call.hash_key = cl.sidecar_key
-        else:
-            call.hash_key = None
-        # mirroring: a shadow copy to another version, its response discarded
-        mirror = route.mirror
-        if mirror is not None and next(self.mirror_u) < mirror.fraction:
-            self._mirror(call, mirror, svc, caller, czone, attrs, depth, rid)
-        # fault filter: delay first, then abort with its own draw
-        fault = route.fault_injector
-        if fault is not None:
-            d = fault.decide(next(self.fault_u), next(self.fault_u))
-            if d.abort_status and not d.delay_s:
-                cl.stats["fault.aborts_injected"] = cl.stats.get("fault.aborts_injected", 0) + 1
-                self._local_reply(call, d.abort_status, FLAG_FI)
-                return call
-            if d.delay_s:
-                cl.stats["fault.delays_injected"] = cl.stats.get("fault.delays_injected", 0) + 1
-                call.flags |= FLAG_DI
-                t = Timer((call, d.abort_status))
-                t.callbacks = [self._after_fault_delay]
-                sim._schedule(t, d.delay_s)
-                return call
-        self._start(call, now)
+        if route.extras:
+            # mirroring: a shadow copy to another version, its response discarded
+            mirror = route.mirror
+            if mirror is not None and next(self.mirror_u) < mirror.fraction:
+                self._mirror(call, mirror, svc, caller, czone, attrs, depth, rid)
+            # fault filter: delay first, then abort with its own draw
+            fault = route.fault_injector
+            if fault is not None:
+                d = fault.decide(next(self.fault_u), next(self.fault_u))
+                if d.abort_status and not d.delay_s:
+                    cl.stats["fault.aborts_injected"] = cl.stats.get("fault.aborts_injected", 0) + 1
+                    self._local_reply(call, d.abort_status, FLAG_FI)
+                    return call
+                if d.delay_s:
+                    cl.stats["fault.delays_injected"] = cl.stats.get("fault.delays_injected", 0) + 1
+                    call.flags |= FLAG_DI
+                    t = Timer((call, d.abort_status))
+                    t.callbacks = [self._after_fault_delay]
+                    sim._schedule(t, d.delay_s)
+                    return call
+        # _start, inlined: once per request
+        call.per_try = route.per_try_timeout
+        timeout = route.timeout
+        if timeout > 0:
+            q = self.route_queues.get(timeout)
+            if q is None:
+                q = self._route_queue(timeout)
+            deadline = now + q.length  # DeadlineQueue.add, inlined
+            q.items.append((deadline, ref(call)))
+            if q.armed_at is None:
+                q._arm(deadline, now)
+        self._try(call, now)
         return call
 
     def _after_fault_delay(self, t: Timer) -> None:
@@ -497,10 +524,13 @@ class Sidecars:
     def _start(self, call: Call, now: float) -> None:
         # the retry state is created at the first outcome that needs it (see _judge): a request whose
         # first try succeeds never needs one, and Envoy's shouldRetry would answer NO without effects
+        # (inlined in ``send`` for requests without a fault delay: keep the two in step)
         route = call.route
         call.per_try = route.per_try_timeout
         if route.timeout > 0:
-            q = self.route_queues.get(route.timeout) or self._route_queue(route.timeout)
+            q = self.route_queues.get(route.timeout)
+            if q is None:
+                q = self._route_queue(route.timeout)
             deadline = now + q.length  # DeadlineQueue.add, inlined: once per request
             q.items.append((deadline, ref(call)))
             if q.armed_at is None:
@@ -534,7 +564,8 @@ class Sidecars:
         if st is not None and st.tried_hosts:
             host = lb.choose(call.hash_key, call.czone, avoid=st.tried_hosts, max_attempts=1 + st._host_attempts)
         else:
-            host = lb.choose(call.hash_key, call.czone)
+            pick = lb.fast_pick
+            host = pick() if pick is not None else lb.choose(call.hash_key, call.czone)
         if host is None:
             self._local_reply(call, 503, FLAG_UH)
             return
@@ -543,15 +574,29 @@ class Sidecars:
         if cl.czone is None:
             cl.czone = call.czone
         att = Attempt(call.rid, call.caller, call.czone, call.service, call, call.attrs, call.depth,
-                      self._try_done, call.optional, now)
+                      self._try_done_cb, call.optional, now)
         att.try_no = call.try_no + 1
         att.host = host
         att.script = host.ver.script
-        decision = cl.pool(host, self).new_stream(att, now)
-        if decision is PoolDecision.ATTACHED:
+        pool = cl.pools.get(host.hid)
+        if pool is None:
+            pool = cl.pool(host, self)
+        decision = pool.new_stream(att, now)
+        if decision is _ATTACHED:
             call.try_no += 1
             call.active.append(att)
-            self._send(att, now)
+            # _send, inlined for a try that has its stream at once
+            cl.act[host] += 1
+            per_try = call.per_try
+            if per_try > 0:
+                q = self.try_queues.get(per_try)
+                if q is None:
+                    q = self._try_queue(per_try)
+                deadline = now + q.length  # DeadlineQueue.add, inlined: once per try
+                q.items.append((deadline, ref(att)))
+                if q.armed_at is None:
+                    q._arm(deadline, now)
+            self.sim._deliver_to_host(att)
         elif decision is PoolDecision.QUEUED or decision is PoolDecision.QUEUED_NEW_CONNECTION:
             call.try_no += 1
             call.active.append(att)  # pending: waits for a connection (or for max_requests)
@@ -560,13 +605,18 @@ class Sidecars:
             self._local_reply(call, failure.status, FLAG_CODES[failure.response_flag])
 
     def _send(self, att: Attempt, now: float) -> None:
-        """The try has a stream: the per-try timer starts and the request crosses the network."""
+        """The try has a stream: the per-try timer starts and the request crosses the network.
+
+        (Inlined in ``_try`` for a try attached at once: keep the two in step.)
+        """
         call = att.parent
         if call.done:  # pragma: no cover - the pool was told when the call ended
             return
         call.cluster.act[att.host] += 1
         if call.per_try > 0:
-            q = self.try_queues.get(call.per_try) or self._try_queue(call.per_try)
+            q = self.try_queues.get(call.per_try)
+            if q is None:
+                q = self._try_queue(call.per_try)
             deadline = now + q.length  # DeadlineQueue.add, inlined: once per try
             q.items.append((deadline, ref(att)))
             if q.armed_at is None:
@@ -633,16 +683,31 @@ class Sidecars:
         sim._rec_attempt(att)
         call = att.parent
         call.active.remove(att)
-        self._release(att, reset=False)
         cl = call.cluster
+        host = att.host
+        # _release(att, reset=False), inlined: a try with a response had its stream
+        cl.act[host] -= 1
+        cl.pools[host.hid].on_response_complete(att, now)
         status = att.status
-        if cl.outlier is not None:
-            ev = cl.outlier.record(att.host.hid, status, now)
+        outlier = cl.outlier
+        if outlier is not None:
+            ev = outlier.record_status(host.hid, status, now)
             if ev is not None:
                 cl._apply(ev, now)
         if call.done:
             return
-        if call.route.hedge and (att.hedged or call.active or call.retries_waiting):
+        route = call.route
+        if call.retry is None and not route.hedge:
+            rt = route.retry_rt
+            if rt is None or (status < 400 and status not in rt.codes):
+                # nothing to retry (see _judge) and no other try out: _finish, inlined
+                call.done = True
+                call.status = status
+                call.flags |= att.flags
+                call.t_done = now
+                call.on_resp(call)
+                return
+        elif route.hedge and (att.hedged or call.active or call.retries_waiting):
             st = call.retry
             good = not (st.would_retry(status, None) if st is not None else status >= 500)
             if not good and (call.active or call.retries_waiting):
