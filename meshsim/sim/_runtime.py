@@ -128,10 +128,15 @@ class Attempt:
         self.local_vid = -1
 
 
+#: ``Host.reach``: new connections complete, are refused, or are never answered
+REACHABLE, REFUSED, UNREACHABLE = 0, 1, 2
+
+
 class Host:
     """A replica: a FCFS pool of ``workers`` and a waiting room of ``queue`` places."""
 
-    __slots__ = ("hid", "index", "ver", "zone", "workers", "busy", "queue", "qcap", "weight", "name", "limiter")
+    __slots__ = ("hid", "index", "ver", "zone", "workers", "busy", "queue", "qcap", "weight", "name", "limiter",
+                 "reach")
 
     def __init__(self, hid: int, index: int, ver: VersionRT, zone: str | None, workers: int, qcap: int | None):
         self.hid = hid
@@ -145,6 +150,9 @@ class Host:
         self.weight = 1  # load-balancing weight
         self.name = f"{ver.service.name}-{ver.name}-{index}"  # stable hash key for ring hash / maglev
         self.limiter: Any = None  # the inbound sidecar's local rate limit (TokenBucket), if any
+        #: how a new connection to this host ends: REACHABLE, REFUSED (nothing listens: a reset after one
+        #: round trip) or UNREACHABLE (no answer: the caller's connect_timeout fires); set by chaos
+        self.reach = REACHABLE
 
     def __repr__(self) -> str:
         return self.name

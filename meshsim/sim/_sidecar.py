@@ -43,14 +43,21 @@ import math
 from typing import Any
 from weakref import ref
 
-from meshsim.policies.circuit_breaker import ConnectionPool, PoolDecision, PoolFailure, ResourceManager
+from meshsim.policies.circuit_breaker import (
+    ConnectionPool,
+    ConnectOutcome,
+    PoolDecision,
+    PoolFailure,
+    ResourceManager,
+    connect_outcome,
+)
 from meshsim.policies.fault import FaultInjector
 from meshsim.policies.health_check import HealthChecker, HealthCheckResult, HealthTransition
 from meshsim.policies.load_balancer import LoadBalancer
 from meshsim.policies.outlier import EjectionAction, LbUpdate, OutlierDetector, OutlierResult
 from meshsim.policies.retry import ResetKind, RetryBreaker, RetryDecision, RetryState
 from meshsim.sim._deadlines import DeadlineQueue
-from meshsim.sim._runtime import FLAG_CODES, Attempt, Host, Timer
+from meshsim.sim._runtime import FLAG_CODES, REACHABLE, REFUSED, UNREACHABLE, Attempt, Host, Timer
 
 __all__ = ["Call", "ClusterState", "Destination", "Sidecars"]
 
@@ -120,7 +127,7 @@ class ClusterState:
 
     __slots__ = ("sim", "dest", "version", "label", "hosts", "lb", "breaker", "rm", "pools", "czone",
                  "hash_header", "hash_source", "ejected", "hc_failed", "checkers", "hc_u", "outlier", "stats", "act",
-                 "healthy", "interval_timer", "sidecar_key")
+                 "healthy", "interval_timer", "sidecar_key", "connect_timeout")
 
     def __init__(self, sim: Any, dest: Destination, version: Any, sidecar_key: str,
                  local_zones: dict[Any, int] | None = None) -> None:
@@ -139,6 +146,7 @@ class ClusterState:
         self.stats: dict[str, int] = {}
         # the circuit breakers (shared by this sidecar's pools to the cluster) and one pool per host
         self.rm = ResourceManager(cp.circuit_breakers)
+        self.connect_timeout = float(cp.circuit_breakers.connect_timeout_s)
         self.pools: dict[int, ConnectionPool] = {}
         self.czone: str | None = None  # the sidecar's zone (for connection set-up delays)
         self.breaker = RetryBreaker(int(cp.circuit_breakers.max_retries),
@@ -328,18 +336,38 @@ class _PoolHooks:
         self.pool: Any = None
 
     def connect(self, conn: Any, now: float) -> None:
-        """The pool opens a connection: it is up after a TCP handshake (one round trip)."""
+        """The pool opens a connection: it is up after a TCP handshake (one round trip).
+
+        A host that refuses connections answers the handshake with a reset
+        (503 ``UF``, ``upstream_cx_connect_fail``); an unreachable one never
+        answers and the cluster's ``connect_timeout`` fires
+        (``upstream_cx_connect_timeout``). Either fails every request queued
+        in the pool, retriable with ``retry_on: connect-failure``.
+        """
         sim = self.sidecars.sim
         cl = self.cluster
+        host = self.host
         d = 0.0 if sim.net_zero else sim.net_delay() + sim.net_delay()
-        if sim.xz_delay is not None and cl.czone != self.host.zone:
+        if sim.xz_delay is not None and cl.czone != host.zone:
             d += sim.xz_delay() + sim.xz_delay()
         t = Timer(conn)
-        t.callbacks = [self._connected]
+        if host.reach == REACHABLE:
+            t.callbacks = [self._connected]
+        else:
+            d, outcome = connect_outcome(None if host.reach == UNREACHABLE else d, cl.connect_timeout,
+                                         refused=host.reach == REFUSED)
+            t.callbacks = [self._connected if outcome is ConnectOutcome.CONNECTED
+                           else self._timed_out if outcome is ConnectOutcome.TIMEOUT else self._refused]
         sim._schedule(t, d)
 
     def _connected(self, t: Timer) -> None:
         self.pool.on_connected(t.obj, self.sidecars.sim.env._now)
+
+    def _refused(self, t: Timer) -> None:
+        self.pool.on_connect_failure(t.obj, self.sidecars.sim.env._now)
+
+    def _timed_out(self, t: Timer) -> None:
+        self.pool.on_connect_failure(t.obj, self.sidecars.sim.env._now, timeout=True)
 
     def ready(self, att: Attempt, conn: Any, now: float) -> None:
         self.sidecars._send(att, now)
@@ -570,7 +598,7 @@ class Sidecars:
             self._local_reply(call, 503, FLAG_UH)
             return
         if st is not None and st.tried_hosts is not None:
-            st.on_host_attempted(host.hid)
+            st.on_host_attempted(host)
         if cl.czone is None:
             cl.czone = call.czone
         att = Attempt(call.rid, call.caller, call.czone, call.service, call, call.attrs, call.depth,
@@ -643,7 +671,7 @@ class Sidecars:
         call.cluster.record(att.host, OutlierResult.LOCAL_ORIGIN_CONNECT_FAILED, now)
         reset = ResetKind.CONNECTION_TERMINATION if reason is PoolFailure.CONNECTION_TERMINATION \
             else ResetKind.CONNECT_FAILURE
-        self._judge(call, att, None, reset, now)
+        self._judge(call, att, None, reset, now, reason.status)
 
     def _release(self, att: Attempt, reset: bool = True) -> None:
         """The try leaves its pool: response complete, or reset (timeouts, hedging losers)."""
@@ -714,9 +742,12 @@ class Sidecars:
                 return  # an error while other tries are out: Envoy discards it and waits for them
         self._judge(call, att, status, None, now)
 
-    def _judge(self, call: Call, att: Attempt, status: int | None, reset: Any, now: float) -> None:
+    def _judge(self, call: Call, att: Attempt, status: int | None, reset: Any, now: float,
+               reset_status: int = 504) -> None:
+        """The try's outcome (a ``status``, or a ``reset`` answered locally with ``reset_status``):
+        retry, or answer the caller."""
         st = call.retry
-        final_status = status if status is not None else 504
+        final_status = status if status is not None else reset_status
         if st is None:
             rt = call.route.retry_rt
             if rt is None or (reset is None and status < 400 and status not in rt.codes):  # type: ignore[operator]
@@ -740,7 +771,7 @@ class Sidecars:
             cl = call.cluster
             st = call.retry = RetryState(call.route.retry_rt, cl.breaker, self.retry_u.__next__, stats=cl.stats)
             if st.tried_hosts is not None:
-                st.on_host_attempted(first.host.hid)
+                st.on_host_attempted(first.host)
         return call.retry
 
     def _schedule_retry(self, call: Call, delay: float) -> None:

@@ -346,3 +346,74 @@ def test_active_health_checks_take_a_failing_replica_out_of_rotation():
     assert len(res.requests) > 1900 and (res.requests["status"] == 200).mean() > 0.99
     s = res.summary["stats"]["back|*"]
     assert s["health_check.attempt"] > 0 and s["health_check.failure"] > 0 and s["health_check.success"] > 0
+
+
+def _run_with_host_reach(scn, host_name: str, reach: int):
+    from meshsim.sim._engine import Simulation
+
+    sim = Simulation(scn)
+    [host] = [h for h in sim.hosts if h.name == host_name]
+    host.reach = reach
+    return sim.run()
+
+
+def _unreachable_scenario(retries: dict):
+    return scenario({"front": {"latency": "1ms", "workers": 100, "script": [{"call": "back"}]},
+                     "back": {"latency": "1ms", "workers": 100, "replicas": 3}},
+                    traffic=[{"to": "front", "rate": "50/s"}], network={"latency": "0.5ms"},
+                    mesh={"back": {"circuit_breakers": {"connect_timeout": "250ms", "max_retries": 1000},
+                                   "retries": {"retry_on": "connect-failure", "num_retries": 2, **retries}}},
+                    duration=10.0)
+
+
+def test_unreachable_host_costs_connect_timeout_then_a_connect_failure_retry_succeeds():
+    """A black-holed replica never answers the handshake: the connection's connect_timeout fires and
+    every request queued for it fails 503 UF together (Envoy purges the pool's pending requests,
+    upstream_cx_connect_timeout); `retry_on: connect-failure` with the previous-hosts predicate
+    retries each on a good host."""
+    from meshsim.sim._runtime import UNREACHABLE
+
+    res = _run_with_host_reach(_unreachable_scenario({"retry_host_predicate": ["previous_hosts"]}),
+                               "back-default-0", UNREACHABLE)
+    assert len(res.requests) > 450 and (res.requests["status"] == 200).all()
+    bad = res.attempts[(res.attempts["service"] == "back") & (res.attempts["replica"] == 0)]
+    assert len(bad) > 0 and (bad["status"] == 503).all() and (bad["flags"] == "UF").all()
+    # the try that opened the connection waited the whole connect timeout, later ones less
+    assert bad["latency_s"].max() == pytest.approx(0.25, abs=1e-9)
+    assert (bad["latency_s"] <= 0.25 + 1e-9).all() and bad["latency_s"].min() < 0.2
+    s = res.summary["stats"]["back|default"]
+    assert s["upstream_rq_retry"] == len(bad) == s["upstream_rq_pending_failure_eject"]
+    assert s["upstream_cx_connect_timeout"] == s["upstream_cx_connect_fail"] > 0
+
+
+def test_unreachable_host_without_the_predicate_lets_retries_land_on_it_again():
+    """Without previous_hosts a retry may pick the black-holed host again (round robin moves on, but the
+    retried tries of one purge land together): some requests exhaust num_retries (URX, 503)."""
+    from meshsim.sim._runtime import UNREACHABLE
+
+    res = _run_with_host_reach(_unreachable_scenario({}), "back-default-0", UNREACHABLE)
+    s = res.summary["stats"]["back|default"]
+    assert s["upstream_rq_retry"] > 0 and s["upstream_cx_connect_timeout"] > 0
+    failed = res.requests[res.requests["status"] != 200]
+    assert 0 < len(failed) < 0.2 * len(res.requests)
+    calls = res.attempts[(res.attempts["service"] == "back") & res.attempts["request_id"].isin(failed["request_id"])]
+    assert (calls["replica"] == 0).all()  # every try of a failed request went to the bad host
+
+
+def test_refused_connections_fail_fast_with_503_uf_and_without_retries_reach_the_caller():
+    """A replica whose process is gone refuses connections: reset after one round trip, 503 UF, and with
+    no retry policy about a third of the requests (one host in three) fail."""
+    from meshsim.sim._runtime import REFUSED
+
+    scn = scenario({"front": {"latency": "1ms", "workers": 100, "script": [{"call": "back"}]},
+                    "back": {"latency": "1ms", "workers": 100, "replicas": 3}},
+                   traffic=[{"to": "front", "rate": "100/s"}], network={"latency": "0.5ms"},
+                   mesh={"back": {"circuit_breakers": {"max_requests": 100}}}, duration=10.0)
+    res = _run_with_host_reach(scn, "back-default-1", REFUSED)
+    bad = res.attempts[(res.attempts["service"] == "back") & (res.attempts["replica"] == 1)]
+    assert len(bad) > 0 and (bad["status"] == 503).all() and (bad["flags"] == "UF").all()
+    np.testing.assert_allclose(bad["latency_s"], 0.001, atol=1e-9)  # one round trip of 2 x 0.5 ms
+    failed = (res.requests["status"] == 500).mean()  # front answers 500 when its call to back fails
+    assert abs(failed - 1 / 3) < 0.05  # round robin over three hosts; 1,000 requests
+    s = res.summary["stats"]["back|default"]
+    assert s["upstream_cx_connect_fail"] >= len(bad) and s.get("upstream_cx_connect_timeout", 0) == 0
