@@ -18,6 +18,8 @@ Examples
 0.005
 >>> format_duration(0.25)
 '250ms'
+>>> proto_duration(0.25)
+'0.25s'
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ __all__ = [
     "format_duration",
     "format_rate",
     "format_fraction",
+    "proto_duration",
     "DURATION_UNITS",
     "RATE_UNITS",
 ]
@@ -179,3 +182,43 @@ def format_rate(per_second: float) -> str:
 def format_fraction(frac: float) -> str:
     """``0.005 -> '0.5%'``."""
     return f"{frac * 100:.4g}%"
+
+
+#: The largest ``google.protobuf.Duration`` (10 000 years), in seconds.
+PROTO_DURATION_MAX_S = 315_576_000_000
+
+
+def proto_duration(seconds: float) -> str:
+    """The proto3 JSON form of a ``google.protobuf.Duration``: ``0.25 -> "0.25s"``.
+
+    The value is rounded to whole nanoseconds (the type's resolution) and
+    written with integer arithmetic, so no float noise reaches the output
+    (``0.1 + 0.2 -> "0.3s"``); trailing zeros are dropped and a whole number
+    of seconds has no decimal point. Every Envoy duration field in meshsim's
+    exports is written with this function.
+
+    Raises
+    ------
+    ValueError
+        A negative, non-finite or out-of-range (more than 10 000 years) value.
+
+    Examples
+    --------
+    >>> proto_duration(0.25), proto_duration(15), proto_duration(0.1 + 0.2), proto_duration(1.5e-9)
+    ('0.25s', '15s', '0.3s', '0.000000002s')
+    >>> proto_duration(0)
+    '0s'
+    """
+    if isinstance(seconds, (bool, str, bytes)):
+        raise ValueError(f"{seconds!r} is not a number of seconds")
+    try:
+        value = float(seconds)
+    except (TypeError, ValueError):
+        raise ValueError(f"{seconds!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value < 0 or value > PROTO_DURATION_MAX_S:
+        raise ValueError(f"{seconds!r} is not a duration Envoy can hold (0 to {PROTO_DURATION_MAX_S} s)")
+    ns = int(seconds) * 1_000_000_000 if isinstance(seconds, int) else round(value * 1_000_000_000)
+    whole, frac = divmod(ns, 1_000_000_000)
+    if frac == 0:
+        return f"{whole}s"
+    return f"{whole}.{frac:09d}".rstrip("0") + "s"

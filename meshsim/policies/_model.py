@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, model_validator
 from pydantic_core import PydanticCustomError
 
-__all__ = ["PolicyModel", "suggest", "refuse"]
+__all__ = ["PolicyModel", "Trap", "suggest", "refuse"]
 
 
 def suggest(word: str, choices: object) -> str:
@@ -37,6 +37,52 @@ def suggest(word: str, choices: object) -> str:
     names = [str(c) for c in choices]  # type: ignore[attr-defined]
     close = difflib.get_close_matches(str(word), names, n=1, cutoff=0.6)
     return f"; did you mean {close[0]!r}?" if close else ""
+
+
+class Trap(str):
+    """One warning of a policy module's ``lint()``: a valid setting that does not do what it says.
+
+    The value *is* the message (a ``str``, so lint output prints and joins as
+    text); the attributes say which trap it is, for :mod:`meshsim.lint`:
+
+    Attributes
+    ----------
+    code
+        Stable code of the trap (``"MS101"``), documented in ``docs/lint.md``.
+    field
+        Where, inside the linted policy, in Envoy's field names
+        (``"retry_on"``, ``"abort.percentage"``).
+    value
+        The offending value as it reads in a report (``"gateway-errors"``,
+        ``"unset"``, ``"1s"``).
+
+    Examples
+    --------
+    >>> t = Trap("retry_budget is empty", code="MS106", field="retry_budget", value="{}")
+    >>> t.code, t.field, t.value, "empty" in t
+    ('MS106', 'retry_budget', '{}', True)
+    """
+
+    code: str
+    field: str
+    value: str
+
+    def __new__(cls, message: str, *, code: str, field: str, value: object = "") -> Trap:
+        self = super().__new__(cls, message)
+        self.code = code
+        self.field = field
+        self.value = str(value)
+        return self
+
+    def __repr__(self) -> str:
+        return f"Trap({str(self)!r}, code={self.code!r}, field={self.field!r}, value={self.value!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_trap, (str(self), self.code, self.field, self.value))
+
+
+def _trap(message: str, code: str, field: str, value: str) -> Trap:
+    return Trap(message, code=code, field=field, value=value)
 
 
 def refuse(message: str, subpath: str = "") -> PydanticCustomError:

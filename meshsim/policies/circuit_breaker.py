@@ -84,7 +84,7 @@ from pydantic import BeforeValidator, ValidationError, field_validator
 from meshsim._exceptions import ConfigError, SimulationError
 from meshsim.latency import Duration, PositiveDuration
 from meshsim.policies._model import PolicyModel, suggest
-from meshsim.units import parse_count, parse_duration
+from meshsim.units import parse_count, parse_duration, proto_duration
 
 __all__ = [
     "DEFAULT_MAX_CONNECTIONS",
@@ -111,6 +111,7 @@ __all__ = [
     "ConnectionPool",
     "connect_outcome",
     "from_istio",
+    "to_istio",
     "from_appmesh",
     "from_envoy",
     "to_envoy",
@@ -1520,7 +1521,13 @@ def _istio_fields(
     if "idleTimeout" in http:
         out["idle_timeout_s"] = _istio_duration(http["idleTimeout"], _join(path, "http.idleTimeout"))
     elif "idleTimeout" in tcp:
-        out["idle_timeout_s"] = _istio_duration(tcp["idleTimeout"], _join(path, "tcp.idleTimeout"))
+        # Istio's validation lets tcp.idleTimeout be 0s (the idle timeout disabled), not http.idleTimeout
+        where = _join(path, "tcp.idleTimeout")
+        try:
+            zero = parse_duration(tcp["idleTimeout"]) == 0
+        except ValueError:
+            zero = False
+        out["idle_timeout_s"] = 0.0 if zero else _istio_duration(tcp["idleTimeout"], where)
     if "maxRequestsPerConnection" in http:
         n = _istio_int(http["maxRequestsPerConnection"], _join(path, "http.maxRequestsPerConnection"))
         if n > 0:
@@ -1830,12 +1837,6 @@ def from_envoy(cluster: Mapping[str, Any]) -> CircuitBreakerPolicy:
     return _validated(fields, "cluster")
 
 
-def _envoy_duration(seconds: float) -> str:
-    """Proto3 JSON duration: ``0.025 -> "0.025s"``, ``5.0 -> "5s"``."""
-    text = f"{seconds:.9f}".rstrip("0").rstrip(".")
-    return f"{text}s"
-
-
 def to_envoy(policy: CircuitBreakerPolicy) -> dict[str, Any]:
     """The Envoy v3 ``Cluster`` fields for a policy.
 
@@ -1881,16 +1882,16 @@ def to_envoy(policy: CircuitBreakerPolicy) -> dict[str, Any]:
     if policy.track_remaining:
         threshold["track_remaining"] = True
     out: dict[str, Any] = {
-        "connect_timeout": _envoy_duration(policy.connect_timeout_s),
+        "connect_timeout": proto_duration(policy.connect_timeout_s),
         "circuit_breakers": {"thresholds": [threshold]},
     }
     common: dict[str, Any] = {}
     if policy.max_requests_per_connection:
         common["max_requests_per_connection"] = policy.max_requests_per_connection
     if policy.idle_timeout_s != DEFAULT_IDLE_TIMEOUT_S:
-        common["idle_timeout"] = _envoy_duration(policy.idle_timeout_s)
+        common["idle_timeout"] = proto_duration(policy.idle_timeout_s)
     if policy.max_connection_duration_s is not None:
-        common["max_connection_duration"] = _envoy_duration(policy.max_connection_duration_s)
+        common["max_connection_duration"] = proto_duration(policy.max_connection_duration_s)
     h2: dict[str, Any] = {}
     if policy.max_concurrent_streams != DEFAULT_MAX_CONCURRENT_STREAMS:
         h2["max_concurrent_streams"] = policy.max_concurrent_streams
@@ -1919,6 +1920,76 @@ def to_envoy(policy: CircuitBreakerPolicy) -> dict[str, Any]:
             keepalive["keepalive_interval"] = ka.keepalive_interval_s
         out["upstream_connection_options"] = {"tcp_keepalive": keepalive}
     return out
+
+
+def to_istio(policy: CircuitBreakerPolicy) -> dict[str, Any]:
+    """The DestinationRule ``trafficPolicy.connectionPool`` istiod turns into this policy.
+
+    Only what differs from what istiod writes for an absent field is written
+    (under the default MeshConfig): thresholds other than 4294967295, a
+    connect timeout other than 10 s, an idle timeout other than Envoy's 1 h
+    (``tcp.idleTimeout: 0s`` when disabled: Istio refuses ``0s`` under
+    ``http``), ``maxRequestsPerConnection``, ``maxConnectionDuration``,
+    ``tcpKeepalive``, the protocol (``h2UpgradePolicy: UPGRADE`` for HTTP/2,
+    ``useClientProtocol`` for the downstream protocol) and, on HTTP/2,
+    ``maxConcurrentStreams``. ``{}`` when nothing differs.
+
+    Istio cannot write a threshold of 0 (it reads 0 as unset) nor one above
+    2147483647 other than 4294967295 (its fields are ``int32``), nor
+    ``max_connection_pools`` or ``track_remaining``; such values are left
+    out, and the exporter reports them.
+
+    Examples
+    --------
+    >>> to_istio(CircuitBreakerPolicy(max_requests=100, connect_timeout_s=0.25))  # doctest: +NORMALIZE_WHITESPACE
+    {'tcp': {'maxConnections': 1024, 'connectTimeout': '250ms'},
+     'http': {'http1MaxPendingRequests': 1024, 'http2MaxRequests': 100, 'maxRetries': 3}}
+    >>> to_istio(from_istio({}))
+    {}
+    """
+    from meshsim.policies._istio import INT32_MAX, istio_duration
+
+    def limit(value: int) -> int | None:
+        return value if value != ISTIO_DEFAULT_THRESHOLD and 0 < value <= INT32_MAX else None
+
+    tcp: dict[str, Any] = {}
+    http: dict[str, Any] = {}
+    if (n := limit(policy.max_connections)) is not None:
+        tcp["maxConnections"] = n
+    if policy.connect_timeout_s != ISTIO_DEFAULT_CONNECT_TIMEOUT_S:
+        tcp["connectTimeout"] = istio_duration(policy.connect_timeout_s)
+    if policy.max_connection_duration_s:
+        tcp["maxConnectionDuration"] = istio_duration(policy.max_connection_duration_s)
+    if policy.tcp_keepalive is not None:
+        ka = policy.tcp_keepalive
+        keepalive: dict[str, Any] = {}
+        if ka.keepalive_probes is not None:
+            keepalive["probes"] = ka.keepalive_probes
+        if ka.keepalive_time_s is not None:
+            keepalive["time"] = istio_duration(ka.keepalive_time_s)
+        if ka.keepalive_interval_s is not None:
+            keepalive["interval"] = istio_duration(ka.keepalive_interval_s)
+        tcp["tcpKeepalive"] = keepalive
+    if policy.idle_timeout_s == 0:
+        tcp["idleTimeout"] = "0s"
+    for field, key in (
+        ("max_pending_requests", "http1MaxPendingRequests"),
+        ("max_requests", "http2MaxRequests"),
+        ("max_retries", "maxRetries"),
+    ):
+        if (n := limit(getattr(policy, field))) is not None:
+            http[key] = n
+    if 0 < policy.max_requests_per_connection <= INT32_MAX:
+        http["maxRequestsPerConnection"] = policy.max_requests_per_connection
+    if policy.idle_timeout_s not in (0, DEFAULT_IDLE_TIMEOUT_S):
+        http["idleTimeout"] = istio_duration(policy.idle_timeout_s)
+    if policy.protocol == "http2":
+        http["h2UpgradePolicy"] = "UPGRADE"
+        if policy.max_concurrent_streams != DEFAULT_MAX_CONCURRENT_STREAMS:
+            http["maxConcurrentStreams"] = policy.max_concurrent_streams
+    elif policy.protocol == "downstream":
+        http["useClientProtocol"] = True
+    return {k: v for k, v in (("tcp", tcp), ("http", http)) if v}
 
 
 def unsupported(policy: CircuitBreakerPolicy) -> list[str]:

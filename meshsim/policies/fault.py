@@ -60,7 +60,8 @@ from typing import Any, ClassVar, Literal, NamedTuple
 from pydantic import Field, field_validator, model_validator
 
 from meshsim.latency import PositiveDuration
-from meshsim.policies._model import PolicyModel, refuse
+from meshsim.policies._model import PolicyModel, Trap, refuse
+from meshsim.units import proto_duration
 
 __all__ = [
     "DENOMINATORS",
@@ -77,6 +78,8 @@ __all__ = [
     "fraction_enabled",
     "envoy_duration",
     "to_envoy",
+    "to_istio",
+    "percentage_to_istio",
     "unsupported",
     "lint",
 ]
@@ -96,16 +99,9 @@ _PERCENT_HELP = (
 )
 
 
-def envoy_duration(seconds: float) -> str:
-    """A proto3 JSON duration string (``"0.025s"``) for a number of seconds.
-
-    Examples
-    --------
-    >>> envoy_duration(0.025), envoy_duration(2.0), envoy_duration(0)
-    ('0.025s', '2s', '0s')
-    """
-    text = f"{seconds:.9f}".rstrip("0").rstrip(".")
-    return f"{text}s"
+#: A proto3 JSON duration string (``"0.025s"``) for a number of seconds:
+#: :func:`meshsim.units.proto_duration`, kept under this name for importers.
+envoy_duration = proto_duration
 
 
 def fraction_enabled(u: float, numerator: int, denominator: int) -> bool:
@@ -532,7 +528,7 @@ def to_envoy(policy: FaultPolicy) -> dict[str, Any]:
     """
     out: dict[str, Any] = {"@type": FAULT_TYPE_URL}
     if policy.delay is not None:
-        delay: dict[str, Any] = {"fixed_delay": envoy_duration(policy.delay.fixed_delay)}
+        delay: dict[str, Any] = {"fixed_delay": proto_duration(policy.delay.fixed_delay)}
         if "percentage" in policy.delay.model_fields_set:
             delay["percentage"] = policy.delay.percentage.to_envoy()
         out["delay"] = delay
@@ -546,33 +542,94 @@ def to_envoy(policy: FaultPolicy) -> dict[str, Any]:
     return out
 
 
+def percentage_to_istio(percentage: FractionalPercent) -> dict[str, float]:
+    """Istio's ``Percent`` ``{value: x}`` that istiod translates back to exactly ``percentage``.
+
+    istiod writes ``uint32(value * 10000)`` over ``MILLION``; the value is
+    chosen so that the truncated product is this percentage's parts per
+    million (see :func:`meshsim.policies._istio.istio_percent`).
+
+    Examples
+    --------
+    >>> percentage_to_istio(FractionalPercent.model_validate("10%"))
+    {'value': 10.0}
+    """
+    from meshsim.policies._istio import istio_percent
+
+    return {"value": istio_percent(percentage.numerator, percentage.denominator)}
+
+
+def to_istio(policy: FaultPolicy) -> dict[str, Any]:
+    """The VirtualService ``http[].fault`` (``HTTPFaultInjection``) istiod turns into this policy.
+
+    ``delay: {fixedDelay, percentage: {value}}`` and ``abort: {httpStatus,
+    percentage: {value}}``; an unset percentage stays unset (0 % in Envoy and
+    Istio alike). Delays are whole milliseconds (Istio's validation).
+    ``max_active_faults`` has no Istio field (the exporter reports it).
+
+    Examples
+    --------
+    >>> to_istio(FaultPolicy.model_validate({"abort": {"http_status": 503, "percentage": 5}}))
+    {'abort': {'httpStatus': 503, 'percentage': {'value': 5.0}}}
+    """
+    from meshsim.policies._istio import istio_duration
+
+    out: dict[str, Any] = {}
+    if policy.delay is not None:
+        delay: dict[str, Any] = {"fixedDelay": istio_duration(policy.delay.fixed_delay)}
+        if "percentage" in policy.delay.model_fields_set:
+            delay["percentage"] = percentage_to_istio(policy.delay.percentage)
+        out["delay"] = delay
+    if policy.abort is not None:
+        abort: dict[str, Any] = {"httpStatus": policy.abort.http_status}
+        if "percentage" in policy.abort.model_fields_set:
+            abort["percentage"] = percentage_to_istio(policy.abort.percentage)
+        out["abort"] = abort
+    return out
+
+
 def unsupported(policy: FaultPolicy) -> list[str]:
     """Fields of ``policy`` that Envoy cannot express (always empty)."""
     return []
 
 
-def lint(policy: FaultPolicy) -> list[str]:
+def lint(policy: FaultPolicy) -> list[Trap]:
     """Warnings about faults that are configured but can never fire.
+
+    Each warning is a :class:`~meshsim.policies._model.Trap` with its code
+    (``docs/lint.md``): **MS401** a delay or abort without ``percentage``
+    (0 %: never injected), **MS402** a percentage written as 0, **MS403** a
+    delay under 1 ms, **MS404** ``max_active_faults: 0``.
 
     Examples
     --------
-    >>> lint(FaultPolicy.model_validate({"abort": {"httpStatus": 503}}))
-    ['abort has no percentage: Envoy and Istio treat it as 0 %, so no request is aborted; set percentage (e.g. {value: 100})']
+    >>> lint(FaultPolicy.model_validate({"abort": {"httpStatus": 503}}))  # doctest: +ELLIPSIS
+    [Trap('abort has no percentage: Envoy and Istio treat it as 0 %, so no request is aborted; ...', code='MS401', field='abort.percentage', value='unset')]
     """
-    out: list[str] = []
+    out: list[Trap] = []
     for name, block in (("delay", policy.delay), ("abort", policy.abort)):
         if block is None:
             continue
         verb = "delayed" if name == "delay" else "aborted"
         if "percentage" not in block.model_fields_set:
-            out.append(
+            out.append(Trap(
                 f"{name} has no percentage: Envoy and Istio treat it as 0 %, so no request is {verb}; "
-                "set percentage (e.g. {value: 100})"
-            )
+                "set percentage (e.g. {value: 100})",
+                code="MS401", field=f"{name}.percentage", value="unset",
+            ))
         elif block.percentage.numerator == 0:
-            out.append(f"{name} percentage is 0 %: no request is {verb}")
+            out.append(Trap(
+                f"{name} percentage is 0 %: no request is {verb}",
+                code="MS402", field=f"{name}.percentage", value="0%",
+            ))
     if policy.delay is not None and int(policy.delay.fixed_delay * 1000 + 1e-9) == 0:
-        out.append("delay fixed_delay is below 1 ms: Envoy delays in whole milliseconds and injects nothing")
+        out.append(Trap(
+            "delay fixed_delay is below 1 ms: Envoy delays in whole milliseconds and injects nothing",
+            code="MS403", field="delay.fixed_delay", value=f"{policy.delay.fixed_delay * 1e3:g}ms",
+        ))
     if policy.max_active_faults == 0:
-        out.append("max_active_faults is 0: every fault overflows and none is injected")
+        out.append(Trap(
+            "max_active_faults is 0: every fault overflows (faults_overflow) and none is injected",
+            code="MS404", field="max_active_faults", value=0,
+        ))
     return out

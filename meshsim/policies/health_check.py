@@ -65,6 +65,7 @@ from pydantic import Field, field_validator
 
 from meshsim.latency import Duration, PositiveDuration
 from meshsim.policies._model import PolicyModel, refuse, suggest
+from meshsim.units import proto_duration
 
 __all__ = [
     "DEFAULT_NO_TRAFFIC_INTERVAL",
@@ -713,11 +714,6 @@ class HealthChecker:
 # Envoy
 
 
-def _proto_duration(seconds: float) -> str:
-    text = f"{seconds:.9f}".rstrip("0").rstrip(".")
-    return f"{text}s"
-
-
 _OPTIONAL_DURATIONS = (
     "initial_jitter",
     "interval_jitter",
@@ -746,8 +742,8 @@ def to_envoy(policy: HealthCheckPolicy) -> dict[str, Any]:
                            'expected_statuses': [{'start': 200, 'end': 201}, {'start': 204, 'end': 205}]}}
     """
     out: dict[str, Any] = {
-        "timeout": _proto_duration(policy.timeout),
-        "interval": _proto_duration(policy.interval),
+        "timeout": proto_duration(policy.timeout),
+        "interval": proto_duration(policy.interval),
         "unhealthy_threshold": policy.unhealthy_threshold,
         "healthy_threshold": policy.healthy_threshold,
     }
@@ -756,7 +752,7 @@ def to_envoy(policy: HealthCheckPolicy) -> dict[str, Any]:
         value = getattr(policy, name)
         if value is None or (name not in policy.model_fields_set and value == fields[name].default):
             continue
-        out[name] = _proto_duration(value)
+        out[name] = proto_duration(value)
     if policy.interval_jitter_percent or "interval_jitter_percent" in policy.model_fields_set:
         out["interval_jitter_percent"] = policy.interval_jitter_percent
     http: dict[str, Any] = {"path": policy.path}

@@ -96,8 +96,8 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from meshsim.latency import PositiveDuration
-from meshsim.policies._model import PolicyModel, refuse, suggest
-from meshsim.policies.fault import envoy_duration
+from meshsim.policies._model import PolicyModel, Trap, refuse, suggest
+from meshsim.units import proto_duration
 
 __all__ = [
     "LB_POLICIES",
@@ -129,11 +129,18 @@ __all__ = [
     "ring_lookup",
     "maglev_table",
     "priority_loads",
+    "panic_unhealthy_hosts",
     "zone_routing_plan",
     "istio_locality_priority",
     "locality_matches",
     "to_envoy",
     "envoy_hash_policy",
+    "envoy_locality",
+    "depends_on_caller_zone",
+    "LocalityGroup",
+    "locality_groups",
+    "to_envoy_endpoints",
+    "to_istio",
     "unsupported",
     "lint",
 ]
@@ -945,8 +952,20 @@ def _flatten_envoy(data: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+#: Keys that make a load-balancer mapping Istio's ``LoadBalancerSettings``.
+_ISTIO_LB_KEYS = ("simple", "consistentHash", "localityLbSetting", "warmupDurationSecs", "warmup")
+
+
 def _expand_istio(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Istio's ``LoadBalancerSettings`` -> meshsim fields, as istiod's ``applyLoadBalancer`` reads it.
+
+    A block in Istio's spelling (any of :data:`_ISTIO_LB_KEYS`) without
+    ``simple`` (or with ``simple: UNSPECIFIED``) or ``consistentHash`` is
+    **LEAST_REQUEST**, istiod's default, not Envoy's ROUND_ROBIN. A
+    ``minimumRingSize`` of 0 is unset (istiod then writes Envoy's 1024).
+    """
     out = dict(data)
+    istio_spelled = any(k in data for k in _ISTIO_LB_KEYS)
     if "simple" in out:
         simple = out.pop("simple")
         if simple == "PASSTHROUGH":
@@ -986,9 +1005,9 @@ def _expand_istio(data: Mapping[str, Any]) -> dict[str, Any]:
         else:
             out["lb_policy"] = "RING_HASH"
             ring = ch.get("ringHash") or {}
-            if "minimumRingSize" in ring:
+            if ring.get("minimumRingSize"):
                 out["minimum_ring_size"] = ring["minimumRingSize"]
-            elif "minimumRingSize" in ch:
+            elif ch.get("minimumRingSize"):
                 out["minimum_ring_size"] = ch["minimumRingSize"]
         if "httpHeaderName" in ch:
             out["hash_key"] = {"header_name": ch["httpHeaderName"]}
@@ -1005,6 +1024,8 @@ def _expand_istio(data: Mapping[str, Any]) -> dict[str, Any]:
         out["slow_start"] = {"slow_start_window": out.pop("warmupDurationSecs")}
     if "warmup" in out:
         out["slow_start"] = out.pop("warmup")
+    if istio_spelled and "lb_policy" not in out and "type" not in out:
+        out["lb_policy"] = ISTIO_DEFAULT_LB_POLICY  # istiod's defaultLBAlgorithm
     return out
 
 
@@ -1945,7 +1966,9 @@ def to_envoy(policy: LoadBalancerPolicy) -> dict[str, Any]:
     """Envoy ``config.cluster.v3.Cluster`` load-balancing fields (proto3 JSON).
 
     Defaults are left out, as Envoy fills them; ``healthy_panic_threshold``
-    is written when not 50. Istio locality priorities are written on the
+    is written when not 50. LEAST_REQUEST with ``selection_method:
+    FULL_SCAN`` is written as the typed ``load_balancing_policy`` extension
+    (``LeastRequest``), the only place Envoy accepts that field. Istio locality priorities are written on the
     endpoints by the exporter of ``load_assignment``, not here.
 
     Examples
@@ -1958,6 +1981,8 @@ def to_envoy(policy: LoadBalancerPolicy) -> dict[str, Any]:
     out: dict[str, Any] = {"lb_policy": policy.lb_policy}
     kind = policy.lb_policy
     slow = _slow_start_envoy(policy.slow_start)
+    if kind == "LEAST_REQUEST" and policy.selection_method != "N_CHOICES":
+        return _least_request_extension(policy, slow)
     if kind == "LEAST_REQUEST":
         cfg: dict[str, Any] = {}
         if policy.choice_count != DEFAULT_CHOICE_COUNT:
@@ -1967,8 +1992,6 @@ def to_envoy(policy: LoadBalancerPolicy) -> dict[str, Any]:
                 "default_value": policy.active_request_bias,
                 "runtime_key": "upstream.least_request.active_request_bias",
             }
-        if policy.selection_method != "N_CHOICES":
-            cfg["selection_method"] = policy.selection_method
         if slow:
             cfg["slow_start_config"] = slow
         if cfg:
@@ -1998,21 +2021,56 @@ def to_envoy(policy: LoadBalancerPolicy) -> dict[str, Any]:
         if policy.zone_aware.min_cluster_size != DEFAULT_MIN_CLUSTER_SIZE:
             za["min_cluster_size"] = policy.zone_aware.min_cluster_size
         common["zone_aware_lb_config"] = za
-    elif policy.locality_weighted or (
-        policy.locality_lb is not None
-        and policy.locality_lb.enabled
-        and (policy.locality_lb.distribute or policy.locality_lb.failover)
-    ):
+    elif _locality_weighted(policy):
         common["locality_weighted_lb_config"] = {}
     if common:
         out["common_lb_config"] = common
     return out
 
 
+#: the typed load-balancing extension that carries what the cluster's ``least_request_lb_config`` cannot
+_LEAST_REQUEST_EXTENSION = "envoy.load_balancing_policies.least_request"
+_LEAST_REQUEST_TYPE = "type.googleapis.com/envoy.extensions.load_balancing_policies.least_request.v3.LeastRequest"
+
+
+def _least_request_extension(policy: LoadBalancerPolicy, slow: dict[str, Any]) -> dict[str, Any]:
+    """LEAST_REQUEST with ``selection_method`` as the ``load_balancing_policy`` extension.
+
+    The cluster's ``least_request_lb_config`` (``Cluster.LeastRequestLbConfig``)
+    has no ``selection_method``; Envoy 1.40 refuses it there. The extension
+    ``LeastRequest`` has it, with the locality settings in its own
+    ``locality_lb_config``; the panic threshold stays in the cluster's
+    ``common_lb_config``.
+    """
+    cfg: dict[str, Any] = {"@type": _LEAST_REQUEST_TYPE}
+    if policy.choice_count != DEFAULT_CHOICE_COUNT:
+        cfg["choice_count"] = policy.choice_count
+    if policy.active_request_bias != DEFAULT_ACTIVE_REQUEST_BIAS:
+        cfg["active_request_bias"] = {
+            "default_value": policy.active_request_bias,
+            "runtime_key": "upstream.least_request.active_request_bias",
+        }
+    if slow:
+        cfg["slow_start_config"] = slow
+    locality = {k: v for k, v in to_envoy(policy.model_copy(update={"selection_method": "N_CHOICES"}))
+                .get("common_lb_config", {}).items() if k != "healthy_panic_threshold"}
+    if locality:
+        cfg["locality_lb_config"] = locality
+    cfg["selection_method"] = policy.selection_method
+    out: dict[str, Any] = {
+        "load_balancing_policy": {
+            "policies": [{"typed_extension_config": {"name": _LEAST_REQUEST_EXTENSION, "typed_config": cfg}}]
+        }
+    }
+    if policy.healthy_panic_threshold != DEFAULT_HEALTHY_PANIC_THRESHOLD:
+        out["common_lb_config"] = {"healthy_panic_threshold": {"value": float(policy.healthy_panic_threshold)}}
+    return out
+
+
 def _slow_start_envoy(slow: SlowStartConfig | None) -> dict[str, Any]:
     if slow is None:
         return {}
-    out: dict[str, Any] = {"slow_start_window": envoy_duration(slow.slow_start_window)}
+    out: dict[str, Any] = {"slow_start_window": proto_duration(slow.slow_start_window)}
     if slow.aggression != 1.0:
         out["aggression"] = {"default_value": slow.aggression, "runtime_key": "upstream.slow_start.aggression"}
     if slow.min_weight_percent != 10.0:
@@ -2040,12 +2098,281 @@ def envoy_hash_policy(policy: LoadBalancerPolicy) -> list[dict[str, Any]]:
     return [{"query_parameter": {"name": key.query_parameter}}]
 
 
+def _locality_weighted(policy: LoadBalancerPolicy) -> bool:
+    """Whether the cluster gets ``common_lb_config.locality_weighted_lb_config``."""
+    loc = policy.locality_lb
+    return policy.zone_aware is None and (
+        policy.locality_weighted or (loc is not None and loc.enabled and bool(loc.distribute or loc.failover))
+    )
+
+
+def envoy_locality(zone: str | None) -> dict[str, str]:
+    """Envoy ``config.core.v3.Locality`` of a meshsim zone.
+
+    A zone is written ``region/zone/subzone``; a plain name is a region of its
+    own, as in Istio's locality matching (:func:`locality_matches`). Empty
+    parts are left out; ``None`` gives ``{}``.
+
+    Examples
+    --------
+    >>> envoy_locality("us-east/us-east-1a"), envoy_locality("zone-a")
+    ({'region': 'us-east', 'zone': 'us-east-1a'}, {'region': 'zone-a'})
+    """
+    region, zone_, subzone = _split_locality(zone)
+    out = {"region": region, "zone": zone_, "sub_zone": subzone}
+    return {k: v for k, v in out.items() if v}
+
+
+def depends_on_caller_zone(policy: LoadBalancerPolicy) -> bool:
+    """Whether the cluster's Envoy form depends on the calling proxy's zone.
+
+    True for Istio locality load balancing (failover priorities and
+    ``distribute`` weights are relative to the caller's locality) and for
+    zone-aware routing (the caller's locality and its local cluster).
+    """
+    loc = policy.locality_lb
+    return policy.zone_aware is not None or (loc is not None and loc.enabled)
+
+
+class LocalityGroup(NamedTuple):
+    """One Envoy ``LocalityLbEndpoints`` entry: the hosts of one zone at one priority.
+
+    Attributes
+    ----------
+    zone
+        The zone (``None``: hosts without a zone).
+    priority
+        Envoy priority, 0 (highest) to N, without gaps.
+    weight
+        ``load_balancing_weight`` of the locality (>= 1), or ``None`` when the
+        cluster is not locality-weighted.
+    hosts
+        Indices of the hosts (into the list given), in their order.
+    """
+
+    zone: str | None
+    priority: int
+    weight: int | None
+    hosts: tuple[int, ...]
+
+
+def locality_groups(
+    policy: LoadBalancerPolicy, zones: Sequence[str | None], proxy_zone: str | None
+) -> list[LocalityGroup]:
+    """How a cluster's hosts are grouped into Envoy localities and priorities, as the simulation groups them.
+
+    Parameters
+    ----------
+    policy
+        The cluster's load-balancing policy.
+    zones
+        The zone of each host, in host order.
+    proxy_zone
+        The calling proxy's zone (Istio's locality priorities and
+        ``distribute`` weights are relative to it).
+
+    Returns
+    -------
+    list of LocalityGroup
+        Sorted by priority, then zone (``None`` first). Istio locality
+        failover gives each host the priority :func:`istio_locality_priority`
+        computes, renumbered to 0..N; a ``distribute`` rule matching the
+        proxy's zone gives localities its weights and drops the hosts it
+        gives no weight (Istio's ``applyLocalityWeights``). A
+        locality-weighted cluster without a ``distribute`` weight gets the
+        number of hosts as the locality weight (Istio's EDS does the same
+        with equal endpoint weights). Without zones and weights: one group.
+
+    Examples
+    --------
+    >>> p = LoadBalancerPolicy.model_validate({"locality_lb": {"failover": [{"from": "a", "to": "b"}]}})
+    >>> [(g.zone, g.priority, g.hosts) for g in locality_groups(p, ["a", "b", "c", "a"], "a")]
+    [('a', 0, (0, 3)), ('b', 1, (1,)), ('c', 2, (2,))]
+    """
+    loc = policy.locality_lb
+    keep = [True] * len(zones)
+    prios = [0] * len(zones)
+    dist_weights: dict[Any, float] | None = None
+    if loc is not None and loc.enabled:
+        if loc.distribute:
+            dist = next((d for d in loc.distribute if locality_matches(proxy_zone, d.from_)), None)
+            if dist is not None:
+                dist_weights, keep = _distribute_weights(dist, list(zones))
+        else:
+            pairs = [(f.from_, f.to) for f in loc.failover]
+            raw = [istio_locality_priority(proxy_zone, z, pairs) for z in zones]
+            used = sorted(set(raw))
+            prios = [used.index(p) for p in raw]
+    weighted = _locality_weighted(policy)
+    groups: dict[tuple[int, tuple[int, str]], list[int]] = {}
+    names: dict[tuple[int, tuple[int, str]], str | None] = {}
+    for i, z in enumerate(zones):
+        if not keep[i]:
+            continue
+        key = (prios[i], _sort_key(z))
+        groups.setdefault(key, []).append(i)
+        names[key] = z
+    out = []
+    for key in sorted(groups):
+        z, hosts = names[key], tuple(groups[key])
+        weight: int | None = None
+        if weighted:
+            weight = int(dist_weights[z]) if dist_weights is not None else len(hosts)
+        out.append(LocalityGroup(z, key[0], weight, hosts))
+    return out
+
+
+def to_envoy_endpoints(
+    policy: LoadBalancerPolicy,
+    lb_endpoints: Sequence[Mapping[str, Any]],
+    zones: Sequence[str | None],
+    proxy_zone: str | None = None,
+) -> list[dict[str, Any]]:
+    """The ``load_assignment.endpoints`` list (``LocalityLbEndpoints``) of a cluster.
+
+    Parameters
+    ----------
+    policy
+        The cluster's load-balancing policy.
+    lb_endpoints
+        One Envoy ``LbEndpoint`` per host, in host order.
+    zones
+        The zone of each host.
+    proxy_zone
+        The calling proxy's zone (see :func:`locality_groups`).
+
+    Examples
+    --------
+    >>> eps = [{"endpoint": {"address": {"socket_address": {"address": "10.0.0.1", "port_value": 80}}}}]
+    >>> to_envoy_endpoints(LoadBalancerPolicy(), eps, [None]) == [{"lb_endpoints": eps}]
+    True
+    >>> to_envoy_endpoints(LoadBalancerPolicy(), eps, ["us/us-1a"])[0]["locality"]
+    {'region': 'us', 'zone': 'us-1a'}
+    """
+    out = []
+    for g in locality_groups(policy, zones, proxy_zone):
+        entry: dict[str, Any] = {}
+        if g.zone is not None:
+            entry["locality"] = envoy_locality(g.zone)
+        entry["lb_endpoints"] = [dict(lb_endpoints[i]) for i in g.hosts]
+        if g.weight is not None:
+            entry["load_balancing_weight"] = g.weight
+        if g.priority:
+            entry["priority"] = g.priority
+        out.append(entry)
+    return out
+
+
+def to_istio(policy: LoadBalancerPolicy, *, outlier_detection: bool = False) -> dict[str, Any]:
+    """The DestinationRule ``trafficPolicy.loadBalancer`` istiod turns into this policy.
+
+    Parameters
+    ----------
+    policy
+        The cluster's load balancing, resolved (as
+        :meth:`meshsim.config.MeshPolicy.cluster_policies` gives it).
+    outlier_detection
+        Whether the cluster has outlier detection. The default MeshConfig
+        enables locality load balancing, and istiod applies its locality
+        failover priorities to every cluster with outlier detection, so a
+        policy without ``locality_lb`` is written with ``localityLbSetting:
+        {enabled: false}`` there.
+
+    Notes
+    -----
+    ``simple`` (always written: istiod's default is LEAST_REQUEST, Envoy's
+    ROUND_ROBIN), or ``consistentHash`` with the hash key and ``ringHash:
+    {minimumRingSize}`` or ``maglev: {tableSize}``; ``localityLbSetting``;
+    slow start as ``warmupDurationSecs`` (or ``warmup`` when aggression or
+    minimum weight differ from the defaults; ROUND_ROBIN and LEAST_REQUEST
+    only, as istiod applies it). The panic threshold goes into the outlier
+    block (``minHealthPercent``, see :func:`meshsim.policies.outlier.to_istio`).
+    Not expressible in Istio, and reported by the exporter: ``choice_count``,
+    ``active_request_bias``, ``selection_method``, ``maximum_ring_size``,
+    ``hash_function``, Envoy zone-aware routing (``zone_aware``).
+
+    Examples
+    --------
+    >>> to_istio(LoadBalancerPolicy())
+    {'simple': 'ROUND_ROBIN'}
+    >>> to_istio(LoadBalancerPolicy.model_validate({"lb_policy": "RING_HASH", "hash_key": {"header_name": "x-user"}}))
+    {'consistentHash': {'httpHeaderName': 'x-user', 'ringHash': {'minimumRingSize': 1024}}}
+    >>> to_istio(LoadBalancerPolicy(lb_policy="LEAST_REQUEST"), outlier_detection=True)
+    {'simple': 'LEAST_REQUEST', 'localityLbSetting': {'enabled': False}}
+    """
+    from meshsim.policies._istio import istio_duration
+
+    out: dict[str, Any] = {}
+    if policy.is_hashing:
+        ch: dict[str, Any] = {}
+        key = policy.hash_key
+        if key is not None:
+            if key.header_name:
+                ch["httpHeaderName"] = key.header_name
+            elif key.use_source_ip:
+                ch["useSourceIp"] = True
+            elif key.cookie:
+                ch["httpCookie"] = {"name": key.cookie}
+            elif key.query_parameter:
+                ch["httpQueryParameterName"] = key.query_parameter
+        if policy.lb_policy == "MAGLEV":
+            ch["maglev"] = {"tableSize": policy.table_size}
+        else:
+            ch["ringHash"] = {"minimumRingSize": policy.minimum_ring_size}
+        out["consistentHash"] = ch
+    else:
+        out["simple"] = policy.lb_policy
+    loc = policy.locality_lb
+    if loc is not None:
+        setting: dict[str, Any] = {}
+        if not loc.enabled:
+            setting["enabled"] = False
+        if loc.distribute:
+            setting["distribute"] = [{"from": d.from_, "to": dict(d.to)} for d in loc.distribute]
+        if loc.failover:
+            setting["failover"] = [{"from": f.from_, "to": f.to} for f in loc.failover]
+        if setting:  # enabled, nothing else: the mesh default
+            out["localityLbSetting"] = setting
+    elif outlier_detection:
+        out["localityLbSetting"] = {"enabled": False}
+    ss = policy.slow_start
+    if ss is not None and policy.lb_policy in ("ROUND_ROBIN", "LEAST_REQUEST"):
+        if ss.aggression == 1.0 and ss.min_weight_percent == 10.0:
+            out["warmupDurationSecs"] = istio_duration(ss.slow_start_window)
+        else:
+            out["warmup"] = {
+                "duration": istio_duration(ss.slow_start_window),
+                "minimumPercent": ss.min_weight_percent,
+                "aggression": ss.aggression,
+            }
+    return out
+
+
 def unsupported(policy: LoadBalancerPolicy) -> list[str]:
     """Fields of ``policy`` that Envoy cannot express (always empty)."""
     return []
 
 
-def lint(policy: LoadBalancerPolicy, *, hosts: int | None = None) -> list[str]:
+def panic_unhealthy_hosts(hosts: int, panic_threshold: float = DEFAULT_HEALTHY_PANIC_THRESHOLD) -> int | None:
+    """The fewest unhealthy hosts (ejected or failing health checks) that put a cluster in panic.
+
+    One priority of ``hosts`` equal-weight hosts (:func:`priority_loads`
+    decides); ``None`` when no number of unhealthy hosts does (threshold 0).
+
+    Examples
+    --------
+    >>> panic_unhealthy_hosts(5), panic_unhealthy_hosts(3), panic_unhealthy_hosts(1)
+    (3, 2, 1)
+    >>> panic_unhealthy_hosts(10, 0) is None
+    True
+    """
+    for k in range(1, hosts + 1):
+        if priority_loads([(hosts - k, hosts)], panic_threshold)[1][0]:
+            return k
+    return None
+
+
+def lint(policy: LoadBalancerPolicy, *, hosts: int | None = None) -> list[Trap]:
     """Warnings about load-balancing settings that surprise people.
 
     Parameters
@@ -2053,31 +2380,40 @@ def lint(policy: LoadBalancerPolicy, *, hosts: int | None = None) -> list[str]:
     policy
         The policy.
     hosts
-        The number of hosts, when known.
+        The number of hosts, when known: adds when the cluster panics.
+
+    Returns
+    -------
+    list of Trap
+        Codes (``docs/lint.md``): **MS310** consistent hashing without a hash
+        key (random), **MS311** a hash key the policy ignores, **MS312** how
+        many unhealthy hosts put the cluster in panic (only with ``hosts``),
+        **MS390** exported but not simulated.
 
     Examples
     --------
-    >>> lint(LoadBalancerPolicy.model_validate({"lb_policy": "RING_HASH"}))
-    ['RING_HASH without hash_key: every request gets a random hash, so this behaves like RANDOM']
+    >>> lint(LoadBalancerPolicy.model_validate({"lb_policy": "RING_HASH"}))  # doctest: +ELLIPSIS
+    [Trap('RING_HASH without hash_key: every request gets a random hash, so this behaves like RANDOM', code='MS310', ...)]
     """
-    out: list[str] = []
+    out: list[Trap] = []
     if policy.is_hashing and policy.hash_key is None:
-        out.append(
-            f"{policy.lb_policy} without hash_key: every request gets a random hash, so this behaves like RANDOM"
-        )
+        out.append(Trap(
+            f"{policy.lb_policy} without hash_key: every request gets a random hash, so this behaves like RANDOM",
+            code="MS310", field="hash_key", value="unset",
+        ))
     if not policy.is_hashing and policy.hash_key is not None:
-        out.append(f"hash_key is ignored by {policy.lb_policy}")
+        out.append(Trap(f"hash_key is ignored by {policy.lb_policy}", code="MS311", field="hash_key",
+                        value=policy.lb_policy))
     if policy.healthy_panic_threshold > 0 and hosts is not None and hosts > 0:
-        # the fewest unhealthy hosts that put the (single) priority in panic
-        panicking = [
-            k for k in range(1, hosts + 1) if priority_loads([(hosts - k, hosts)], policy.healthy_panic_threshold)[1][0]
-        ]
-        if panicking:
-            out.append(
+        k = panic_unhealthy_hosts(hosts, policy.healthy_panic_threshold)
+        if k is not None:
+            out.append(Trap(
                 f"healthy_panic_threshold {policy.healthy_panic_threshold:g} %: with {hosts} hosts, "
-                f"{panicking[0]} or more unhealthy (ejected or failing health checks) put the cluster in panic "
-                "and traffic goes to all hosts again, unhealthy ones included"
-            )
+                f"{k} or more unhealthy (ejected or failing health checks) put the cluster in panic "
+                "and traffic goes to all hosts again, unhealthy ones included",
+                code="MS312", field="healthy_panic_threshold", value=f"{policy.healthy_panic_threshold:g}",
+            ))
     if policy.slow_start is not None:
-        out.append("slow_start is exported but not simulated")
+        out.append(Trap("slow_start is exported but not simulated", code="MS390", field="slow_start",
+                        value="set"))
     return out

@@ -89,8 +89,8 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from meshsim.latency import Duration, PositiveDuration
-from meshsim.policies._model import PolicyModel, refuse, suggest
-from meshsim.units import parse_duration
+from meshsim.policies._model import PolicyModel, Trap, refuse, suggest
+from meshsim.units import parse_duration, proto_duration
 
 __all__ = [
     # defaults
@@ -140,8 +140,10 @@ __all__ = [
     "STAT_NAMES",
     # Envoy
     "to_envoy",
+    "to_istio",
     "to_envoy_cluster",
     "unsupported",
+    "lint",
 ]
 
 DEFAULT_CONSECUTIVE_5XX = 5
@@ -511,7 +513,16 @@ def from_istio(spec: Mapping[str, Any] | None) -> OutlierPolicy:
     >>> p.enforcing_success_rate, p.max_ejection_percent, p.healthy_panic_threshold
     (0, 10, 0.0)
     """
-    return OutlierPolicy.model_validate(_istio_to_envoy(spec or {}))
+    from pydantic_core import PydanticCustomError
+
+    from meshsim._exceptions import ConfigError
+
+    try:
+        fields = _istio_to_envoy(spec or {})
+    except PydanticCustomError as exc:  # raised outside model validation: give the ConfigError of a reader
+        ctx = exc.context or {}
+        raise ConfigError(str(ctx.get("message") or exc.message()), path=str(ctx.get("subpath") or "")) from None
+    return OutlierPolicy.model_validate(fields)
 
 
 _APPMESH_KEYS = ("maxServerErrors", "interval", "baseEjectionDuration", "maxEjectionPercent")
@@ -1513,12 +1524,6 @@ class OutlierDetector:
 # Envoy
 
 
-def _proto_duration(seconds: float) -> str:
-    """Proto3 JSON duration: ``0.025 -> "0.025s"``."""
-    text = f"{seconds:.9f}".rstrip("0").rstrip(".")
-    return f"{text}s"
-
-
 _DURATION_FIELDS = ("interval", "base_ejection_time", "max_ejection_time", "max_ejection_time_jitter")
 _NOT_ENVOY_FIELDS = ("healthy_panic_threshold",)
 
@@ -1548,7 +1553,7 @@ def to_envoy(policy: OutlierPolicy) -> dict[str, Any]:
             continue
         if name not in policy.model_fields_set and value == info.default:
             continue
-        out[name] = _proto_duration(value) if name in _DURATION_FIELDS else value
+        out[name] = proto_duration(value) if name in _DURATION_FIELDS else value
     return out
 
 
@@ -1568,6 +1573,65 @@ def to_envoy_cluster(policy: OutlierPolicy) -> dict[str, Any]:
     return out
 
 
+def to_istio(policy: OutlierPolicy, *, healthy_panic_threshold: float | None = None) -> dict[str, Any]:
+    """The DestinationRule ``trafficPolicy.outlierDetection`` istiod turns into this policy.
+
+    Parameters
+    ----------
+    policy
+        The cluster's outlier detection.
+    healthy_panic_threshold
+        The cluster's panic threshold (percent), written as Istio's
+        ``minHealthPercent``; default: the policy's own
+        :attr:`OutlierPolicy.healthy_panic_threshold`, else Envoy's 50.
+        istiod writes ``minHealthPercent`` (0 unless given) as the panic
+        threshold of every cluster with outlier detection, so it is always
+        written.
+
+    Notes
+    -----
+    istiod enforces every consecutive detector it writes at 100 % (0 % for a
+    count of 0) and turns success-rate ejection off, so:
+    ``consecutive5xxErrors`` is the count when enforced, else 0 (detector
+    off); ``consecutiveGatewayErrors`` is written when enforced (Envoy's own
+    default, 5 not enforced, is what an unset field gives);
+    ``consecutiveLocalOriginFailures`` likewise under
+    ``splitExternalLocalOriginErrors``. ``interval``, ``baseEjectionTime``
+    and ``maxEjectionPercent`` (> 0) are written as they are. Not
+    expressible in Istio, and reported by the exporter: partial enforcement,
+    success-rate ejection (Envoy enforces it at 100 % by default), failure
+    percentage ejection, ``max_ejection_time`` and its jitter,
+    ``always_eject_one_host``, a ``max_ejection_percent`` of 0, a
+    non-integer panic threshold.
+
+    Examples
+    --------
+    >>> to_istio(OutlierPolicy(consecutive_5xx=3, interval=1, max_ejection_percent=50))  # doctest: +NORMALIZE_WHITESPACE
+    {'consecutive5xxErrors': 3, 'interval': '1s', 'baseEjectionTime': '30s', 'maxEjectionPercent': 50,
+     'minHealthPercent': 50}
+    """
+    from meshsim.policies._istio import istio_duration
+
+    out: dict[str, Any] = {}
+    enforced_5xx = policy.enforcing_consecutive_5xx > 0 and policy.consecutive_5xx > 0
+    out["consecutive5xxErrors"] = policy.consecutive_5xx if enforced_5xx else 0
+    if policy.enforcing_consecutive_gateway_failure > 0 and policy.consecutive_gateway_failure > 0:
+        out["consecutiveGatewayErrors"] = policy.consecutive_gateway_failure
+    out["interval"] = istio_duration(policy.interval)
+    out["baseEjectionTime"] = istio_duration(policy.base_ejection_time)
+    if policy.max_ejection_percent > 0:
+        out["maxEjectionPercent"] = policy.max_ejection_percent
+    if policy.split_external_local_origin_errors:
+        out["splitExternalLocalOriginErrors"] = True
+        if policy.enforcing_consecutive_local_origin_failure > 0 and policy.consecutive_local_origin_failure > 0:
+            out["consecutiveLocalOriginFailures"] = policy.consecutive_local_origin_failure
+    panic = healthy_panic_threshold
+    if panic is None:
+        panic = 50.0 if policy.healthy_panic_threshold is None else policy.healthy_panic_threshold
+    out["minHealthPercent"] = int(round(panic))
+    return out
+
+
 def unsupported(policy: OutlierPolicy) -> list[str]:
     """Fields of ``policy`` that Envoy cannot express: none (every field is Envoy's).
 
@@ -1575,3 +1639,73 @@ def unsupported(policy: OutlierPolicy) -> list[str]:
     decides.
     """
     return []
+
+
+_LOCAL_ORIGIN_FIELDS = (
+    "consecutive_local_origin_failure",
+    "enforcing_consecutive_local_origin_failure",
+    "enforcing_local_origin_success_rate",
+    "enforcing_failure_percentage_local_origin",
+)
+_FAILURE_PERCENTAGE_FIELDS = (
+    "failure_percentage_threshold",
+    "failure_percentage_minimum_hosts",
+    "failure_percentage_request_volume",
+)
+
+
+def lint(policy: OutlierPolicy) -> list[Trap]:
+    """Detectors that are configured but never eject (valid Envoy config that does less than it says).
+
+    Returns
+    -------
+    list of Trap
+        Codes (``docs/lint.md``): **MS303** ``consecutive_gateway_failure``
+        set while its enforcement is Envoy's default 0 % (detected, counted,
+        never ejected); **MS304** local-origin settings without
+        ``split_external_local_origin_errors`` (unused: connect failures,
+        resets and timeouts count as 503/504 in the 5xx and gateway counters);
+        **MS305** failure-percentage settings while
+        ``enforcing_failure_percentage`` is 0 %. The checks that need the
+        cluster's host count (``max_ejection_percent``, minimum hosts, panic)
+        are :mod:`meshsim.lint`'s.
+
+    Examples
+    --------
+    >>> [t.code for t in lint(OutlierPolicy.model_validate({"consecutive_gateway_failure": 3}))]
+    ['MS303']
+    >>> lint(from_istio({"consecutiveGatewayErrors": 3}))
+    []
+    """
+    out: list[Trap] = []
+    given = policy.model_fields_set
+    if (
+        "consecutive_gateway_failure" in given
+        and policy.consecutive_gateway_failure > 0
+        and policy.enforcing_consecutive_gateway_failure == 0
+    ):
+        out.append(Trap(
+            f"consecutive_gateway_failure {policy.consecutive_gateway_failure} is detected but never enforced: "
+            "enforcing_consecutive_gateway_failure is 0 % (Envoy's default), so no host is ejected for "
+            "gateway errors; set enforcing_consecutive_gateway_failure: 100",
+            code="MS303", field="enforcing_consecutive_gateway_failure",
+            value="unset (0)" if "enforcing_consecutive_gateway_failure" not in given else "0",
+        ))
+    if not policy.split_external_local_origin_errors:
+        local = [f for f in _LOCAL_ORIGIN_FIELDS if f in given]
+        if local:
+            out.append(Trap(
+                f"{', '.join(local)} {'is' if len(local) == 1 else 'are'} unused: "
+                "split_external_local_origin_errors is false, so connect failures, resets and timeouts count "
+                "as 503/504 in the 5xx and gateway counters instead of a local-origin detector",
+                code="MS304", field="split_external_local_origin_errors", value="false",
+            ))
+    fp = [f for f in _FAILURE_PERCENTAGE_FIELDS if f in given]
+    if fp and policy.enforcing_failure_percentage == 0:
+        out.append(Trap(
+            f"{', '.join(fp)} {'is' if len(fp) == 1 else 'are'} set but enforcing_failure_percentage is 0 % "
+            "(Envoy's default): failure-percentage detection counts outliers and never ejects them",
+            code="MS305", field="enforcing_failure_percentage",
+            value="unset (0)" if "enforcing_failure_percentage" not in given else "0",
+        ))
+    return out

@@ -52,8 +52,9 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from meshsim.latency import PositiveDuration
-from meshsim.policies._model import PolicyModel, refuse
-from meshsim.policies.fault import FractionalPercent, envoy_duration
+from meshsim.policies._model import PolicyModel, Trap, refuse
+from meshsim.policies.fault import FractionalPercent
+from meshsim.units import proto_duration
 
 __all__ = [
     "DEFAULT_TOKENS_PER_FILL",
@@ -64,6 +65,7 @@ __all__ = [
     "MIN_FILL_INTERVAL_S",
     "LOCAL_RATE_LIMIT_FILTER_NAME",
     "LOCAL_RATE_LIMIT_TYPE_URL",
+    "ENVOY_STATUS_CODES",
     "TokenBucketConfig",
     "RuntimeFractionalPercent",
     "RateLimitPolicy",
@@ -91,6 +93,14 @@ MIN_FILL_INTERVAL_S = 0.05
 LOCAL_RATE_LIMIT_FILTER_NAME = "envoy.filters.http.local_ratelimit"
 #: ``@type`` of the filter config.
 LOCAL_RATE_LIMIT_TYPE_URL = "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit"
+
+#: The codes Envoy's ``type.v3.StatusCode`` enum defines: the only ones ``status`` can carry
+#: (``api/envoy/type/v3/http_status.proto``; checked against Envoy 1.40, which refuses every other code).
+ENVOY_STATUS_CODES = frozenset(
+    (100, 200, 201, 202, 203, 204, 205, 206, 207, 208, 226, 300, 301, 302, 303, 304, 305, 307, 308)
+    + tuple(range(400, 418)) + (421, 422, 423, 424, 426, 428, 429, 431)
+    + (500, 501, 502, 503, 504, 505, 506, 507, 508, 510, 511)
+)
 
 #: Tolerance on the token level, so that float rounding of ``t`` never loses a token.
 _EPS = 1e-9
@@ -205,7 +215,9 @@ class RateLimitPolicy(PolicyModel):
         **default 0 %: over-limit requests are only counted.**
     status
         Status of the local reply; default 429. Envoy sends 429 when the
-        value is below 400. Envoy's ``{code: N}`` form is accepted.
+        value is below 400. Envoy's ``{code: N}`` form is accepted. Only
+        the codes of :data:`ENVOY_STATUS_CODES` (Envoy's ``StatusCode``
+        enum) are accepted: Envoy refuses any other, 418 included.
     stat_prefix
         Prefix of the filter's stats (Envoy requires one; default
         ``http_local_rate_limiter``).
@@ -238,6 +250,12 @@ class RateLimitPolicy(PolicyModel):
             value = value["code"]
         if isinstance(value, bool) or not isinstance(value, int) or not 100 <= value < 600:
             raise refuse(f"status {value!r} is not an HTTP status in [100, 600)")
+        if value not in ENVOY_STATUS_CODES:
+            near = ", ".join(str(c) for c in sorted(ENVOY_STATUS_CODES, key=lambda c: abs(c - value))[:3])
+            raise refuse(
+                f"status {value} is not one of the codes Envoy's type.v3.HttpStatus can carry (its validator "
+                f"refuses it); the nearest are {near}"
+            )
         return value
 
 
@@ -446,7 +464,7 @@ def to_envoy(policy: RateLimitPolicy) -> dict[str, Any]:
         "token_bucket": {
             "max_tokens": tb.max_tokens,
             "tokens_per_fill": tb.tokens_per_fill,
-            "fill_interval": envoy_duration(tb.fill_interval),
+            "fill_interval": proto_duration(tb.fill_interval),
         },
         "filter_enabled": policy.filter_enabled.to_envoy(),
         "filter_enforced": policy.filter_enforced.to_envoy(),
@@ -461,32 +479,43 @@ def unsupported(policy: RateLimitPolicy) -> list[str]:
     return []
 
 
-def lint(policy: RateLimitPolicy) -> list[str]:
+def lint(policy: RateLimitPolicy) -> list[Trap]:
     """Warnings about a rate limit that is configured but does not limit.
+
+    Each warning is a :class:`~meshsim.policies._model.Trap` with its code
+    (``docs/lint.md``): **MS411** ``filter_enabled`` unset (0 %: the filter
+    never runs), **MS412** ``filter_enforced`` unset (over-limit requests only
+    counted), **MS413** either written as 0 %, **MS414** a ``status`` below 400
+    (Envoy sends 429).
 
     Examples
     --------
     >>> for w in lint(RateLimitPolicy.model_validate(
     ...         {"token_bucket": {"max_tokens": 10, "fill_interval": "1s"}})):
-    ...     print(w)
-    filter_enabled is unset: Envoy treats it as 0 %, so the filter never runs; set filter_enabled: 100
-    filter_enforced is unset: Envoy treats it as 0 %, so over-limit requests are only counted, never rejected; set filter_enforced: 100
+    ...     print(w.code, w)
+    MS411 filter_enabled is unset: Envoy treats it as 0 %, so the filter never runs; set filter_enabled: 100
+    MS412 filter_enforced is unset: Envoy treats it as 0 %, so over-limit requests are only counted, never rejected; set filter_enforced: 100
     """
-    out: list[str] = []
+    out: list[Trap] = []
     set_ = policy.model_fields_set
     if "filter_enabled" not in set_:
-        out.append(
-            "filter_enabled is unset: Envoy treats it as 0 %, so the filter never runs; set filter_enabled: 100"
-        )
+        out.append(Trap(
+            "filter_enabled is unset: Envoy treats it as 0 %, so the filter never runs; set filter_enabled: 100",
+            code="MS411", field="filter_enabled", value="unset",
+        ))
     elif policy.filter_enabled.default_value.numerator == 0:
-        out.append("filter_enabled is 0 %: the filter never runs")
+        out.append(Trap("filter_enabled is 0 %: the filter never runs",
+                        code="MS413", field="filter_enabled", value="0%"))
     if "filter_enforced" not in set_:
-        out.append(
+        out.append(Trap(
             "filter_enforced is unset: Envoy treats it as 0 %, so over-limit requests are only counted, "
-            "never rejected; set filter_enforced: 100"
-        )
+            "never rejected; set filter_enforced: 100",
+            code="MS412", field="filter_enforced", value="unset",
+        ))
     elif policy.filter_enforced.default_value.numerator == 0:
-        out.append("filter_enforced is 0 %: over-limit requests are only counted, never rejected")
+        out.append(Trap("filter_enforced is 0 %: over-limit requests are only counted, never rejected",
+                        code="MS413", field="filter_enforced", value="0%"))
     if policy.status < 400:
-        out.append(f"status {policy.status} is below 400: Envoy sends 429 instead")
+        out.append(Trap(f"status {policy.status} is below 400: Envoy sends 429 instead",
+                        code="MS414", field="status", value=policy.status))
     return out

@@ -53,12 +53,13 @@ from http import HTTPStatus
 from typing import Any, TypeVar
 
 import numpy as np
-from pydantic import Field, PrivateAttr, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from meshsim._exceptions import ConfigError, SimulationError
-from meshsim.policies._model import PolicyModel, refuse, suggest
-from meshsim.policies.timeout import MsDuration, Seconds, envoy_duration
+from meshsim.policies._model import PolicyModel, Trap, refuse, suggest
+from meshsim.policies.timeout import MsDuration, Seconds
+from meshsim.units import proto_duration
 
 __all__ = [
     "DEFAULT_NUM_RETRIES",
@@ -88,6 +89,8 @@ __all__ = [
     "unknown_tokens",
     "to_envoy",
     "budget_to_envoy",
+    "to_istio",
+    "budget_to_istio",
     "unsupported",
     "lint",
 ]
@@ -737,6 +740,12 @@ class PreviousPriorities(PolicyModel):
 _ISTIO_KEYS = (
     "attempts", "retryOn", "perTryTimeout", "backoff", "retryRemoteLocalities", "retryIgnorePreviousHosts",
 )
+#: Envoy field -> the Istio key it is read from (to name Istio's key in errors)
+_ISTIO_NAME_OF = {
+    "num_retries": "attempts", "retry_on": "retryOn", "per_try_timeout": "perTryTimeout",
+    "retry_back_off": "backoff", "retry_priority": "retryRemoteLocalities",
+    "retry_host_predicate": "retryIgnorePreviousHosts",
+}
 _APP_MESH_KEYS = ("maxRetries", "perRetryTimeout", "httpRetryEvents", "tcpRetryEvents", "grpcRetryEvents")
 #: meshsim fields that Istio and App Mesh do not have, allowed next to their spellings
 _EXTRA_KEYS = ("hedge_on_per_try_timeout", "retry_budget", "allow_unknown")
@@ -749,6 +758,8 @@ _APP_MESH_HTTP_EVENTS = {
     "stream-error": "refused-stream",
 }
 _APP_MESH_TCP_EVENTS = {"connection-error": "connect-failure"}
+#: App Mesh's default route retry conditions (AWS "Envoy defaults set by App Mesh"; Envoy form inferred)
+_APP_MESH_DEFAULT_RETRY_ON = "connect-failure,refused-stream,reset,retriable-status-codes,unavailable"
 _APP_MESH_GRPC_EVENTS = {
     t: t for t in ("cancelled", "deadline-exceeded", "internal", "resource-exhausted", "unavailable")
 }
@@ -1134,12 +1145,28 @@ class RetryPolicy(PolicyModel):
 
     @classmethod
     def from_istio(cls, retries: Mapping[str, Any] | None, *, consistent_hash: bool = False) -> RetryPolicy | None:
-        """The Envoy policy Istio writes for a VirtualService ``retries`` block.
+        """The Envoy policy istiod writes for a VirtualService ``retries`` block (``retry.ConvertPolicy``).
 
-        ``None`` (no block) → :meth:`istio_default`; ``attempts <= 0`` →
-        ``None`` (no retry policy); otherwise as :class:`RetryPolicy` reads
-        Istio spelling. ``consistent_hash`` drops the previous_hosts
-        predicate, as Istio does for consistent-hash destinations.
+        * ``None`` (no block) → :meth:`istio_default`.
+        * ``attempts`` missing or 0 → ``None``: istiod writes no retry policy.
+          Istio's validation refuses ``perTryTimeout``, ``retryOn`` or
+          ``retryRemoteLocalities`` next to it ("http retry policy configured
+          when attempts are set to 0"), and so does this reader; ``backoff``
+          and ``retryIgnorePreviousHosts`` pass Istio's validation and do
+          nothing.
+        * Otherwise as :class:`RetryPolicy` reads Istio's spelling.
+
+        ``consistent_hash``: the route's one destination uses consistent
+        hashing. istiod then leaves the previous_hosts predicate out **unless
+        the block sets** ``retryIgnorePreviousHosts`` (an explicit ``true``
+        keeps it).
+
+        Raises
+        ------
+        ConfigError
+            Unknown keys, a negative or non-integer ``attempts``, the fields
+            Istio refuses with ``attempts: 0``, or an invalid field (``path``
+            names it).
 
         Examples
         --------
@@ -1147,6 +1174,10 @@ class RetryPolicy(PolicyModel):
         True
         >>> RetryPolicy.from_istio(None).num_retries
         2
+        >>> RetryPolicy.from_istio({"attempts": 2}, consistent_hash=True).previous_hosts
+        False
+        >>> RetryPolicy.from_istio({"attempts": 2, "retryIgnorePreviousHosts": True}, consistent_hash=True).previous_hosts
+        True
         """
         if retries is None:
             return cls.istio_default(consistent_hash=consistent_hash)
@@ -1156,14 +1187,39 @@ class RetryPolicy(PolicyModel):
         for key in retries:
             if key not in allowed:
                 raise ConfigError(
-                    f"unknown key {key!r} in Istio retries{suggest(key, allowed)} (allowed: {', '.join(allowed)})"
+                    f"unknown key {key!r} in Istio retries{suggest(key, allowed)} (allowed: {', '.join(allowed)})",
+                    path=str(key),
                 )
-        policy = cls.model_validate({"attempts": retries.get("attempts", 0), **retries})
-        if not policy.active and not policy.num_retries:
-            return None  # attempts <= 0: Istio writes no retry policy
-        if consistent_hash and policy.retry_host_predicate:
-            policy = policy.model_copy(update={"retry_host_predicate": ()})
-        return policy
+        attempts = retries.get("attempts", 0)
+        if attempts is None:
+            attempts = 0
+        if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 0:
+            raise ConfigError(
+                f"attempts {attempts!r} is not allowed; Istio takes an integer >= 0 (0: no retries)", path="attempts"
+            )
+        if attempts == 0:
+            refused = [k for k in ("perTryTimeout", "retryOn", "retryRemoteLocalities")
+                       if retries.get(k) is not None and retries.get(k) != ""]
+            if refused:
+                raise ConfigError(
+                    f"{', '.join(refused)} given with attempts {attempts}: Istio refuses a retry policy "
+                    "configured when attempts are 0 (disabled); give attempts: N >= 1, or drop "
+                    f"{', '.join(refused)}",
+                    path=refused[0],
+                )
+            return None  # istiod writes no retry policy
+        data = {k: v for k, v in retries.items() if not (k == "retryOn" and v == "")}
+        if consistent_hash and data.get("retryIgnorePreviousHosts") is None:
+            data["retryIgnorePreviousHosts"] = False
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            ctx = err.get("ctx") or {}
+            where = str(ctx.get("subpath") or ctx.get("name") or ".".join(str(p) for p in err["loc"]))
+            head, _, rest = where.partition(".")
+            where = ".".join(x for x in (_ISTIO_NAME_OF.get(head, head), rest) if x)
+            raise ConfigError(str(ctx.get("message") or err["msg"]), path=where) from None
 
     @classmethod
     def from_app_mesh(cls, retry_policy: Mapping[str, Any]) -> RetryPolicy:
@@ -1182,6 +1238,34 @@ class RetryPolicy(PolicyModel):
                 f"an App Mesh retryPolicy has maxRetries, perRetryTimeout and retry events; got {retry_policy!r}"
             )
         return cls.model_validate(retry_policy)
+
+    @classmethod
+    def app_mesh_default(cls) -> RetryPolicy:
+        """The retry policy App Mesh gives a route that has no ``retryPolicy``.
+
+        App Mesh writes it for every HTTP, HTTP/2 and gRPC route (and for the
+        route of a virtual service whose provider is a virtual node) in
+        accounts that had no mesh before 29 July 2020; it is not visible in the
+        App Mesh API, only in Envoy's config dump. AWS lists: 2 retries; HTTP
+        503; gRPC UNAVAILABLE; connect-failure and refused-stream; reset. Its
+        Envoy form: ``retry_on: connect-failure,refused-stream,reset,
+        retriable-status-codes,unavailable``, ``retriable_status_codes:
+        [503]``, ``num_retries: 2``, no per-try timeout, Envoy's back-off.
+
+        Notes
+        -----
+        The Envoy form is inferred from AWS's list (envoy.md 10.1): App Mesh's
+        control plane is closed source. Older accounts get no default policy.
+
+        Examples
+        --------
+        >>> p = RetryPolicy.app_mesh_default()
+        >>> p.retry_on, p.retriable_status_codes, p.num_retries, p.per_try_timeout
+        ('reset,connect-failure,refused-stream,retriable-status-codes,unavailable', (503,), 2, 0.0)
+        """
+        return cls.model_validate(
+            {"retry_on": _APP_MESH_DEFAULT_RETRY_ON, "retriable_status_codes": [503], "num_retries": 2}
+        )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1649,15 +1733,15 @@ def to_envoy(policy: RetryPolicy) -> dict[str, Any]:
         rp["retry_on"] = policy.retry_on
     rp["num_retries"] = policy.num_retries
     if policy.per_try_timeout:
-        rp["per_try_timeout"] = envoy_duration(policy.per_try_timeout)
+        rp["per_try_timeout"] = proto_duration(policy.per_try_timeout)
     if policy.per_try_idle_timeout:
-        rp["per_try_idle_timeout"] = envoy_duration(policy.per_try_idle_timeout)
+        rp["per_try_idle_timeout"] = proto_duration(policy.per_try_idle_timeout)
     if policy.retry_back_off is not None:
         bo = policy.retry_back_off
         assert bo.base_interval is not None
-        backoff = {"base_interval": envoy_duration(bo.base_interval)}
+        backoff = {"base_interval": proto_duration(bo.base_interval)}
         if bo.max_interval is not None:
-            backoff["max_interval"] = envoy_duration(bo.max_interval)
+            backoff["max_interval"] = proto_duration(bo.max_interval)
         rp["retry_back_off"] = backoff
     if policy.retriable_status_codes:
         rp["retriable_status_codes"] = list(policy.retriable_status_codes)
@@ -1706,6 +1790,90 @@ def budget_to_envoy(policy: RetryPolicy | RetryBudget | None) -> dict[str, Any]:
     return {"retry_budget": rb}
 
 
+def to_istio(
+    policy: RetryPolicy | None, *, per_try_timeout: float | None = None, consistent_hash: bool = False
+) -> dict[str, Any]:
+    """The Istio ``HTTPRetry`` (VirtualService ``http[].retries``) istiod turns into this policy.
+
+    Parameters
+    ----------
+    policy
+        The route's retry policy; ``None`` (no policy) gives ``{attempts: 0}``,
+        Istio's way to write no retry policy (leaving ``retries`` out would
+        give Istio's default policy instead).
+    per_try_timeout
+        The route's per-try timeout, seconds (meshsim resolves it from the
+        route's ``timeout`` and ``retries`` blocks); ``None``: the policy's own.
+    consistent_hash
+        Whether istiod will see consistent hashing on the route's one
+        destination, which changes its default for the previous-hosts predicate;
+        ``retryIgnorePreviousHosts`` is written only where the policy differs
+        from that default.
+
+    Notes
+    -----
+    Written: ``attempts`` (``num_retries``), ``retryOn`` (``retry_on`` with
+    the ``retriable_status_codes`` as bare codes, always explicit: Istio's own
+    default list differs from Envoy's empty one), ``perTryTimeout``,
+    ``backoff`` (the base interval), ``retryRemoteLocalities``,
+    ``retryIgnorePreviousHosts``. A policy that retries nothing (empty
+    ``retry_on`` or ``num_retries: 0``) is written as ``{attempts: 0}``.
+    Not expressible in Istio, and reported by the exporter: ``max_interval``
+    other than 10 x the base, ``per_try_idle_timeout``,
+    ``retriable_headers``, ``host_selection_retry_max_attempts`` other than
+    Istio's 5, a ``retry_priority`` update frequency other than 2, hedging,
+    unknown ``retry_on`` tokens (Istio's validation refuses them). The retry
+    budget belongs to the DestinationRule (:func:`budget_to_istio`).
+
+    Examples
+    --------
+    >>> to_istio(RetryPolicy.model_validate({"retry_on": "5xx,retriable-status-codes",
+    ...     "retriable_status_codes": [503], "num_retries": 3, "per_try_timeout": "1s"}))
+    {'attempts': 3, 'retryOn': '5xx,retriable-status-codes,503', 'perTryTimeout': '1s', 'retryIgnorePreviousHosts': False}
+    >>> to_istio(None)
+    {'attempts': 0}
+    """
+    from meshsim.policies._istio import istio_duration
+
+    if policy is None or not policy.active or policy.num_retries == 0:
+        return {"attempts": 0}
+    out: dict[str, Any] = {"attempts": policy.num_retries}
+    tokens = [t for t in _split(policy.retry_on) if t in _TOKENS]
+    codes = [str(c) for c in policy.retriable_status_codes] if "retriable-status-codes" in tokens else []
+    out["retryOn"] = ",".join(tokens + codes)
+    per_try = policy.per_try_timeout if per_try_timeout is None else per_try_timeout
+    if per_try:
+        out["perTryTimeout"] = istio_duration(per_try)
+    if policy.retry_back_off is not None:
+        assert policy.retry_back_off.base_interval is not None
+        out["backoff"] = istio_duration(policy.retry_back_off.base_interval)
+    if policy.retry_priority is not None:
+        out["retryRemoteLocalities"] = True
+    if policy.previous_hosts == consistent_hash:  # istiod's default would be the other way round
+        out["retryIgnorePreviousHosts"] = policy.previous_hosts
+    return out
+
+
+def budget_to_istio(budget: RetryPolicy | RetryBudget | None) -> dict[str, Any]:
+    """The DestinationRule ``trafficPolicy.retryBudget`` (Istio >= 1.27) for a retry budget.
+
+    ``{}`` for no budget, or one not in force. istiod writes both fields
+    (defaults 20 % and 3), so both are written; a ``min_retry_concurrency``
+    of 0 cannot be expressed (Istio reads 0 as "unset", i.e. 3).
+
+    Examples
+    --------
+    >>> budget_to_istio(RetryBudget(budget_percent=25))
+    {'percent': 25.0, 'minRetryConcurrency': 3}
+    >>> budget_to_istio(RetryBudget())
+    {}
+    """
+    budget = budget.retry_budget if isinstance(budget, RetryPolicy) else budget
+    if budget is None or not budget.in_force:
+        return {}
+    return {"percent": float(budget.percent), "minRetryConcurrency": budget.min_concurrency}
+
+
 def unsupported(policy: RetryPolicy) -> list[str]:
     """What of this policy meshsim exports but does not simulate, or keeps but Envoy ignores.
 
@@ -1730,33 +1898,68 @@ def unsupported(policy: RetryPolicy) -> list[str]:
     return out
 
 
-def lint(policy: RetryPolicy) -> list[str]:
+def lint(policy: RetryPolicy) -> list[Trap]:
     """Valid configurations that silently do less than they seem to (Envoy's traps).
+
+    Each warning is a :class:`~meshsim.policies._model.Trap` (a ``str``) with
+    its code (``docs/lint.md``): **MS101** an unknown ``retry_on`` token
+    (Envoy ignores it), **MS102** no known condition at all, **MS103**
+    ``retriable-status-codes`` with no codes, **MS104** codes without that
+    token, **MS105** a per-try timeout that ``retry_on`` does not retry,
+    **MS106** an empty ``retry_budget``, **MS110** ``retriable-4xx`` (409 only).
 
     Examples
     --------
     >>> lint(RetryPolicy.model_validate({"retry_on": "retriable-status-codes"}))  # doctest: +ELLIPSIS
-    ['retry_on has retriable-status-codes but retriable_status_codes is empty: no status is retried...']
+    [Trap('retry_on has retriable-status-codes but retriable_status_codes is empty: no status is retried...', code='MS103', ...)]
+    >>> [t.code for t in lint(RetryPolicy(retry_on="5xx,gateway-errors", allow_unknown=True))]
+    ['MS101']
     """
-    out = []
+    out: list[Trap] = []
     flags = policy._flags
+    for token in unknown_tokens(policy.retry_on):
+        hint = _token_hint(token).removeprefix("; ")
+        out.append(Trap(
+            f"retry_on token {token!r} is unknown{f' ({hint})' if hint else ''}: Envoy ignores unknown tokens "
+            "silently, so nothing is retried on its account",
+            code="MS101", field="retry_on", value=token,
+        ))
     if not flags and policy.num_retries > 0:
-        out.append("retry_on has no known condition: Envoy never retries with this policy")
+        out.append(Trap(
+            f"retry_on has no known condition: Envoy never retries with this policy "
+            f"(num_retries {policy.num_retries} is never used)",
+            code="MS102", field="retry_on", value=repr(policy.retry_on) if policy.retry_on else "unset",
+        ))
     if flags & _F_CODES and not policy.retriable_status_codes:
-        out.append(
+        out.append(Trap(
             "retry_on has retriable-status-codes but retriable_status_codes is empty: no status is retried "
-            "(the Istio >= 1.24 default: a 503 is not retried)"
-        )
+            "(the Istio >= 1.24 default: a 503 is not retried)",
+            code="MS103", field="retriable_status_codes", value="[]",
+        ))
     if policy.retriable_status_codes and not flags & _F_CODES:
-        out.append("retriable_status_codes are given but retry_on lacks retriable-status-codes: they are unused")
+        codes = list(policy.retriable_status_codes)
+        out.append(Trap(
+            f"retriable_status_codes {codes} are given but retry_on lacks retriable-status-codes: they are unused",
+            code="MS104", field="retriable_status_codes", value=codes,
+        ))
+    if flags & _F_4XX:
+        out.append(Trap(
+            "retry_on retriable-4xx retries 409 Conflict only, no other 4xx; list the codes to retry in "
+            "retriable_status_codes with retriable-status-codes",
+            code="MS110", field="retry_on", value="retriable-4xx",
+        ))
     if (policy.per_try_timeout or policy.per_try_idle_timeout) and flags and not flags & _F_ANY_RESET:
-        out.append(
-            "per-try timeouts are set but retry_on has none of 5xx, gateway-error, reset: "
-            "a per-try timeout is not retried (connect-failure does not cover it)"
-        )
+        field = "per_try_timeout" if policy.per_try_timeout else "per_try_idle_timeout"
+        seconds = policy.per_try_timeout or policy.per_try_idle_timeout
+        out.append(Trap(
+            f"{field} is set but retry_on ({policy.retry_on}) has none of 5xx, gateway-error, reset: "
+            "a per-try timeout is not retried (connect-failure does not cover it); the client gets 504 UT",
+            code="MS105", field=field, value=f"{seconds:g}s",
+        ))
     if policy.retry_budget is not None and not policy.retry_budget.in_force:
-        out.append("retry_budget is empty: Envoy applies no budget and max_retries still limits retries")
-    bad = unknown_tokens(policy.retry_on)
-    if bad:
-        out.append(f"retry_on tokens {', '.join(bad)} are unknown: Envoy ignores them silently")
+        out.append(Trap(
+            "retry_budget is empty: Envoy applies no budget and max_retries (default 3 concurrent retries) "
+            "still limits retries; set budget_percent or min_retry_concurrency",
+            code="MS106", field="retry_budget", value="{}",
+        ))
     return out

@@ -77,6 +77,9 @@ __all__ = [
     "cluster_name",
     "to_envoy",
     "mirror_to_envoy",
+    "match_to_istio",
+    "to_istio",
+    "mirror_to_istio",
 ]
 
 #: The name of the one implicit version of a service that declares no versions.
@@ -220,6 +223,98 @@ def _header_check(
     return lambda p, meth, h: pred(h.get(name))
 
 
+_RE2_SPECIAL = frozenset(".^$|?*+()[]{}\\")
+
+
+def _re2_escape(text: str) -> str:
+    """``text`` as a literal in a regex both RE2 and Python read alike (only metacharacters escaped)."""
+    return "".join("\\" + c if c in _RE2_SPECIAL else c for c in text)
+
+
+def _digit_class(lo: str, hi: str) -> str:
+    return lo if lo == hi else f"[{lo}-{hi}]"
+
+
+def _same_length_patterns(lo: str, hi: str) -> list[str]:
+    """Regexes whose union is the decimal strings from ``lo`` to ``hi`` (equal lengths, ``lo <= hi``)."""
+    n = len(lo)
+    if lo == hi:
+        return [lo]
+    if n == 1:
+        return [_digit_class(lo, hi)]
+    rest = n - 1
+    any_rest = f"[0-9]{{{rest}}}" if rest > 1 else "[0-9]"
+    if lo[1:] == "0" * rest and hi[1:] == "9" * rest:
+        return [_digit_class(lo[0], hi[0]) + any_rest]
+    if lo[0] == hi[0]:
+        return [lo[0] + p for p in _same_length_patterns(lo[1:], hi[1:])]
+    out = [lo[0] + p for p in _same_length_patterns(lo[1:], "9" * rest)]
+    if int(hi[0]) - int(lo[0]) > 1:
+        out.append(_digit_class(str(int(lo[0]) + 1), str(int(hi[0]) - 1)) + any_rest)
+    out += [hi[0] + p for p in _same_length_patterns("0" * rest, hi[1:])]
+    return out
+
+
+def _natural_patterns(lo: int, hi: int) -> list[str]:
+    """Regexes for the canonical decimal forms of the integers ``lo..hi`` (``0 <= lo <= hi``)."""
+    out: list[str] = []
+    while lo <= hi:
+        top = min(hi, 10 ** len(str(lo)) - 1)  # the largest number with as many digits as lo
+        out += _same_length_patterns(str(lo), str(top))
+        lo = top + 1
+    return out
+
+
+def _int_range_regex(start: int, end: int) -> str:
+    """A regex (RE2 and Python) that fully matches the decimal integers in ``[start, end)``.
+
+    Envoy's header ``range_match`` reads the value as a signed integer and
+    matches ``start <= value < end``; this is that set, written the canonical
+    way (no ``+``, no leading zeros, ``0`` not ``-0``).
+
+    Examples
+    --------
+    >>> _int_range_regex(5, 12)
+    '(?:[5-9]|1[0-1])'
+    >>> import re; [v for v in ("-1", "0", "7", "19", "20") if re.fullmatch(_int_range_regex(-1, 20), v)]
+    ['-1', '0', '7', '19']
+    """
+    if end <= start:
+        raise ValueError(f"an empty range [{start}, {end})")
+    last = end - 1
+    parts: list[str] = []
+    if start < 0:
+        neg = _natural_patterns(max(1, -last), -start)
+        parts.append("-(?:" + "|".join(neg) + ")" if len(neg) > 1 else "-" + neg[0])
+    if last >= 0:
+        parts += _natural_patterns(max(0, start), last)
+    return "(?:" + "|".join(parts) + ")"
+
+
+_APP_MESH_HEADER_KINDS = ("exact", "prefix", "suffix", "regex", "range")
+_APP_MESH_METHODS = ("CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE")
+
+
+def _app_mesh_header(match: Any, where: str) -> dict[str, Any]:
+    """An App Mesh ``HeaderMatchMethod`` -> a :class:`HeaderMatch` mapping (no match: present)."""
+    if match is None:
+        return {"present": True}
+    if not isinstance(match, Mapping) or len(match) != 1 or next(iter(match)) not in _APP_MESH_HEADER_KINDS:
+        raise refuse(f"{match!r} must have exactly one of {', '.join(_APP_MESH_HEADER_KINDS)}", where)
+    (kind, value), = match.items()
+    if kind == "range":
+        ok = isinstance(value, Mapping) and set(value) == {"start", "end"} and all(
+            isinstance(value[k], int) and not isinstance(value[k], bool) for k in ("start", "end"))
+        if not ok or value["end"] <= value["start"]:
+            raise refuse(f"range {value!r} must be {{start: N, end: M}} with integers start < end", f"{where}.range")
+        return {"regex": _int_range_regex(value["start"], value["end"])}
+    if not isinstance(value, str) or (not value and kind != "exact"):
+        raise refuse(f"{kind} {value!r} must be a non-empty string", f"{where}.{kind}")
+    if kind == "suffix":
+        return {"regex": ".*" + _re2_escape(value)}
+    return {kind: value}
+
+
 class RouteMatch(PolicyModel):
     """One match entry of a route; every condition given must pass (AND).
 
@@ -255,6 +350,131 @@ class RouteMatch(PolicyModel):
                 raise refuse(f"header {name!r} is given twice (names are case-insensitive)")
             out[name.lower()] = match
         return out
+
+    @classmethod
+    def from_app_mesh(cls, match: Mapping[str, Any] | None, *, kind: str = "http") -> RouteMatch:
+        """The Envoy route match App Mesh writes for a route's ``match`` block.
+
+        Parameters
+        ----------
+        match
+            An App Mesh ``HttpRouteMatch`` (``kind`` ``"http"``, also for
+            ``http2Route``) or ``GrpcRouteMatch`` (``kind`` ``"grpc"``);
+            ``None`` matches every request.
+        kind
+            ``"http"`` or ``"grpc"``.
+
+        Notes
+        -----
+        HTTP: ``prefix`` → ``uri.prefix``; ``path.exact``/``path.regex`` →
+        ``uri.exact``/``uri.regex`` (the path without its query string, as
+        Envoy's ``path``/``safe_regex``); ``method`` → ``method``;
+        ``headers[]{name, match{exact, prefix, suffix, regex, range{start,
+        end}}}`` → header matchers (``suffix`` as the regex ``.*<suffix>``,
+        ``range`` as a regex over the decimal integers in ``[start, end)``, as
+        Envoy's ``range_match``; no ``match``: the header must be present);
+        ``scheme: http`` matches every request (meshsim's requests are plain
+        HTTP). gRPC: ``serviceName``/``methodName`` → ``uri`` prefix
+        ``/<service>/`` or exact ``/<service>/<method>`` (gRPC's request path);
+        ``metadata`` as HTTP headers.
+
+        Refused, with the field named: ``invert`` (meshsim's router has no
+        negated matcher), ``queryParameters`` (no query matcher), ``scheme:
+        https`` (the route could never match), ``port`` (listener selection:
+        meshsim services have one port).
+
+        Examples
+        --------
+        >>> m = RouteMatch.from_app_mesh({"prefix": "/api", "headers": [
+        ...     {"name": "x-canary", "match": {"exact": "on"}}], "method": "GET"})
+        >>> m.uri.prefix, m.headers["x-canary"].exact, m.method.exact
+        ('/api', 'on', 'GET')
+        >>> RouteMatch.from_app_mesh({"headers": [{"name": "v", "match": {"range": {"start": 5, "end": 12}}}]}
+        ...                          ).matches("/", "GET", {"v": "11"})
+        True
+        >>> RouteMatch.from_app_mesh({"serviceName": "pkg.Svc", "methodName": "Get"}, kind="grpc").uri.exact
+        '/pkg.Svc/Get'
+        """
+        if match is None:
+            return cls()
+        if not isinstance(match, Mapping):
+            raise refuse(f"an App Mesh route match is a mapping; got {match!r}")
+        if kind not in ("http", "grpc"):
+            raise ValueError(f"kind must be 'http' or 'grpc'; got {kind!r}")
+        grpc = kind == "grpc"
+        allowed = (("serviceName", "methodName", "metadata", "port") if grpc
+                   else ("prefix", "path", "headers", "method", "scheme", "queryParameters", "port"))
+        for key in match:
+            if key not in allowed:
+                raise refuse(
+                    f"unknown key {key!r} in App Mesh {kind} route match{suggest(key, allowed)} "
+                    f"(allowed: {', '.join(allowed)})",
+                    str(key),
+                )
+        if "port" in match:
+            raise refuse(
+                "port selects one of several listeners; meshsim services have one port: "
+                "leave it out to import the route", "port",
+            )
+        out: dict[str, Any] = {}
+        if grpc:
+            service, method = match.get("serviceName"), match.get("methodName")
+            if method is not None and service is None:
+                raise refuse("methodName needs serviceName (App Mesh's rule)", "methodName")
+            for key, value in (("serviceName", service), ("methodName", method)):
+                if value is not None and (not isinstance(value, str) or not value or "/" in value):
+                    raise refuse(f"{value!r} is not a gRPC {key[:-4]} name", key)
+            if service is not None:
+                out["uri"] = {"exact": f"/{service}/{method}"} if method is not None else {"prefix": f"/{service}/"}
+            headers_key = "metadata"
+        else:
+            if "queryParameters" in match:
+                raise refuse(
+                    "meshsim's router has no query-parameter matcher; remove queryParameters to import the route",
+                    "queryParameters",
+                )
+            prefix, path = match.get("prefix"), match.get("path")
+            if prefix is not None and path is not None:
+                raise refuse("give prefix or path, not both", "path")
+            if prefix is not None:
+                if not isinstance(prefix, str) or not prefix.startswith("/"):
+                    raise refuse(f"prefix {prefix!r} must start with '/'", "prefix")
+                out["uri"] = {"prefix": prefix}
+            elif path is not None:
+                if not isinstance(path, Mapping) or len(path) != 1 or next(iter(path)) not in ("exact", "regex"):
+                    raise refuse(f"path {path!r} must be {{exact: /p}} or {{regex: ...}}", "path")
+                out["uri"] = dict(path)
+            method = match.get("method")
+            if method is not None:
+                if method not in _APP_MESH_METHODS:
+                    raise refuse(f"method {method!r} is not one of {', '.join(_APP_MESH_METHODS)}", "method")
+                out["method"] = {"exact": method}
+            scheme = match.get("scheme")
+            if scheme is not None and scheme != "http":
+                allowed_schemes = "http" if scheme != "https" else "http; meshsim's requests are plain HTTP, so the route would never match"
+                raise refuse(f"scheme {scheme!r} is not supported (allowed: {allowed_schemes})", "scheme")
+            headers_key = "headers"
+        headers = match.get(headers_key)
+        if headers is not None:
+            if not isinstance(headers, (list, tuple)):
+                raise refuse(f"{headers_key} must be a list of {{name, match, invert}}", headers_key)
+            out["headers"] = hdrs = {}
+            for i, h in enumerate(headers):
+                where = f"{headers_key}[{i}]"
+                if not isinstance(h, Mapping) or "name" not in h:
+                    raise refuse(f"{h!r} is not {{name, match, invert}}", where)
+                extra = [k for k in h if k not in ("name", "match", "invert")]
+                if extra:
+                    raise refuse(f"unknown key {extra[0]!r}{suggest(extra[0], ('name', 'match', 'invert'))} "
+                                 "(allowed: name, match, invert)", f"{where}.{extra[0]}")
+                if h.get("invert"):
+                    raise refuse("invert is not supported: meshsim's router has no negated header matcher",
+                                 f"{where}.invert")
+                name = h["name"]
+                if not isinstance(name, str) or name.lower() in hdrs:
+                    raise refuse(f"header {name!r} is not a name, or is given twice", f"{where}.name")
+                hdrs[name.lower()] = _app_mesh_header(h.get("match"), f"{where}.match")
+        return cls.model_validate(out)
 
     @property
     def is_catch_all(self) -> bool:
@@ -907,3 +1127,113 @@ def mirror_to_envoy(
         "cluster": cluster_name(service, mirror.version),
         "runtime_fraction": {"default_value": mirror.percentage.to_envoy()},
     }
+
+
+# --------------------------------------------------------------------------------------------------
+# Istio
+
+
+def match_to_istio(match: RouteMatch) -> dict[str, Any]:
+    """Istio ``HTTPMatchRequest`` for one match entry (istiod turns it back into this entry).
+
+    ``uri``, ``method`` and ``headers`` keep their ``exact``/``prefix``/
+    ``regex``. A header that must be present is ``{}`` under ``headers`` (istiod
+    writes ``present_match: true`` for a ``StringMatch`` without a type), one
+    that must be absent is ``{}`` under ``withoutHeaders`` (inverted presence).
+    Header names are sorted, as istiod sorts the matchers.
+
+    Examples
+    --------
+    >>> m = RouteMatch.model_validate({"uri": {"prefix": "/api"}, "method": "GET",
+    ...                                "headers": {"x-b": {"present": False}, "x-a": "1"}})
+    >>> match_to_istio(m)
+    {'uri': {'prefix': '/api'}, 'method': {'exact': 'GET'}, 'headers': {'x-a': {'exact': '1'}}, 'withoutHeaders': {'x-b': {}}}
+    """
+    out: dict[str, Any] = {}
+    if match.uri is not None:
+        out["uri"] = {match.uri.kind: getattr(match.uri, match.uri.kind)}
+    if match.method is not None:
+        out["method"] = {match.method.kind: getattr(match.method, match.method.kind)}
+    headers: dict[str, Any] = {}
+    without: dict[str, Any] = {}
+    for name in sorted(match.headers):
+        hm = match.headers[name]
+        if hm.present is True:
+            headers[name] = {}
+        elif hm.present is False:
+            without[name] = {}
+        elif hm.kind in ("exact", "prefix", "regex"):
+            headers[name] = {hm.kind: getattr(hm, hm.kind)}
+    if headers:
+        out["headers"] = headers
+    if without:
+        out["withoutHeaders"] = without
+    return out
+
+
+def _istio_destination(host: str, version: str) -> dict[str, Any]:
+    out: dict[str, Any] = {"host": host}
+    if version != DEFAULT_VERSION:
+        out["subset"] = version
+    return out
+
+
+def to_istio(route: Route, *, host: str) -> dict[str, Any]:
+    """Istio ``HTTPRoute`` fields for a route's name, matches and weighted destinations.
+
+    Parameters
+    ----------
+    route
+        The route.
+    host
+        The destination service's host as the VirtualService writes it
+        (``reviews`` or ``reviews.prod.svc.cluster.local``).
+
+    Returns
+    -------
+    dict
+        ``name``, ``match`` (one ``HTTPMatchRequest`` per entry, see
+        :func:`match_to_istio`) and ``route``: one destination without a weight
+        (istiod ignores it), or several with their weights (weight-0
+        destinations kept; istiod drops them, as Envoy never picks them). The
+        implicit ``default`` version is the whole service: no ``subset``. The
+        route's policy blocks are written by their own modules.
+
+    Examples
+    --------
+    >>> r = Route.model_validate({"name": "canary", "route": {"v1": 90, "v3": 10}})
+    >>> to_istio(r, host="reviews")  # doctest: +NORMALIZE_WHITESPACE
+    {'name': 'canary', 'route': [{'destination': {'host': 'reviews', 'subset': 'v1'}, 'weight': 90},
+                                 {'destination': {'host': 'reviews', 'subset': 'v3'}, 'weight': 10}]}
+    """
+    out: dict[str, Any] = {}
+    if route.name is not None:
+        out["name"] = route.name
+    if route.match:
+        out["match"] = [match_to_istio(m) for m in route.match]
+    if len(route.destinations) == 1:
+        out["route"] = [{"destination": _istio_destination(host, route.destinations[0].version)}]
+    else:
+        out["route"] = [
+            {"destination": _istio_destination(host, d.version), "weight": d.weight} for d in route.destinations
+        ]
+    return out
+
+
+def mirror_to_istio(mirror: Mirror, *, host: str) -> dict[str, Any]:
+    """Istio's ``mirror`` (and ``mirrorPercentage`` unless it is istiod's default of 100 %) for a route.
+
+    Examples
+    --------
+    >>> mirror_to_istio(Mirror.model_validate({"version": "v3", "percentage": 5}), host="reviews")
+    {'mirror': {'host': 'reviews', 'subset': 'v3'}, 'mirrorPercentage': {'value': 5.0}}
+    >>> mirror_to_istio(Mirror.model_validate("v3"), host="reviews")
+    {'mirror': {'host': 'reviews', 'subset': 'v3'}}
+    """
+    from meshsim.policies.fault import percentage_to_istio
+
+    out: dict[str, Any] = {"mirror": _istio_destination(host, mirror.version)}
+    pct = mirror.percentage
+    if pct.numerator != pct.denominator_value:  # istiod's default is every request
+        out["mirrorPercentage"] = percentage_to_istio(pct)
+    return out

@@ -52,8 +52,8 @@ from typing import Annotated, Any, ClassVar
 from pydantic import BeforeValidator
 
 from meshsim._exceptions import ConfigError
-from meshsim.policies._model import PolicyModel, refuse
-from meshsim.units import parse_duration
+from meshsim.policies._model import PolicyModel, Trap, refuse, suggest
+from meshsim.units import parse_duration, proto_duration
 
 __all__ = [
     "DEFAULT_ROUTE_TIMEOUT",
@@ -68,6 +68,7 @@ __all__ = [
     "lint",
     "resolve_per_try_timeout",
     "to_envoy",
+    "to_istio",
     "unsupported",
 ]
 
@@ -75,6 +76,10 @@ __all__ = [
 DEFAULT_ROUTE_TIMEOUT = 15.0
 #: What Istio writes when a VirtualService route has no ``timeout``: ``0s`` = disabled.
 ISTIO_DEFAULT_ROUTE_TIMEOUT = 0.0
+#: App Mesh's route (and virtual-node listener) ``perRequest`` timeout when none is given (seconds).
+APP_MESH_DEFAULT_ROUTE_TIMEOUT = 15.0
+#: The stream idle timeout App Mesh's Envoy keeps when ``timeout.idle`` is not given (seconds).
+APP_MESH_DEFAULT_IDLE_TIMEOUT = 300.0
 #: ``per_try_timeout`` / ``per_try_idle_timeout`` default: none.
 DEFAULT_PER_TRY_TIMEOUT = 0.0
 DEFAULT_PER_TRY_IDLE_TIMEOUT = 0.0
@@ -105,23 +110,9 @@ Seconds = Annotated[float, BeforeValidator(_seconds)]
 MsDuration = Annotated[float, BeforeValidator(_ms_duration)]
 
 
-def envoy_duration(seconds: float) -> str:
-    """Proto3 JSON form of a ``google.protobuf.Duration`` (0, 3, 6 or 9 decimals).
-
-    Examples
-    --------
-    >>> envoy_duration(0.025), envoy_duration(15), envoy_duration(0.25), envoy_duration(1.5e-5)
-    ('0.025s', '15s', '0.250s', '0.000015s')
-    """
-    ns = round(seconds * 1e9)
-    whole, frac = divmod(ns, 1_000_000_000)
-    if frac == 0:
-        return f"{whole}s"
-    if frac % 1_000_000 == 0:
-        return f"{whole}.{frac // 1_000_000:03d}s"
-    if frac % 1_000 == 0:
-        return f"{whole}.{frac // 1_000:06d}s"
-    return f"{whole}.{frac:09d}s"
+#: Proto3 JSON form of a ``google.protobuf.Duration`` (``0.25 -> "0.25s"``):
+#: :func:`meshsim.units.proto_duration`, kept under this name for importers.
+envoy_duration = proto_duration
 
 
 class TimeoutPolicy(PolicyModel):
@@ -213,6 +204,79 @@ class TimeoutPolicy(PolicyModel):
         if isinstance(retries, Mapping) and (retries.get("attempts") or 0) > 0 and "perTryTimeout" in retries:
             data["per_try_timeout"] = retries["perTryTimeout"]
         return cls.model_validate(data)
+
+    @classmethod
+    def from_app_mesh(cls, timeout: Mapping[str, Any] | None) -> TimeoutPolicy:
+        """The route timeout App Mesh's Envoy applies for a route's ``timeout`` block.
+
+        Reads an App Mesh ``HttpTimeout``/``GrpcTimeout`` ``{perRequest, idle}``
+        (each an App Mesh ``Duration`` ``{value: N, unit: ms|s}``, or a duration
+        string); ``None`` or ``{}`` for a route without one.
+
+        * ``perRequest`` → the route timeout; App Mesh's default is **15 s**
+          (Envoy's), ``0`` disables it.
+        * ``idle`` bounds the time the request's stream may be idle; App Mesh
+          leaves Envoy's **300 s** stream idle timeout in place when it is not
+          given, and ``0`` disables it. meshsim's responses do not stream, so
+          the stream is idle from the request until the response: the idle
+          timeout acts as a second request timeout, and the route timeout is
+          the smaller of the two enabled ones (0 when both are disabled).
+
+        The per-try timeout lives in the route's ``retryPolicy``
+        (:meth:`RetryPolicy.from_app_mesh <meshsim.policies.retry.RetryPolicy.from_app_mesh>`).
+
+        Notes
+        -----
+        Envoy answers an idle timeout with **408** before the response has
+        started, a route timeout with 504 ``UT``; the simulator gives 504 for
+        both. App Mesh's control plane is closed source; the mapping follows its
+        API reference (envoy.md 10.1).
+
+        Examples
+        --------
+        >>> TimeoutPolicy.from_app_mesh(None).timeout
+        15.0
+        >>> TimeoutPolicy.from_app_mesh({"perRequest": {"value": 2500, "unit": "ms"}}).timeout
+        2.5
+        >>> TimeoutPolicy.from_app_mesh({"perRequest": {"value": 0, "unit": "s"}}).timeout
+        300.0
+        >>> TimeoutPolicy.from_app_mesh({"perRequest": {"value": 0, "unit": "s"}, "idle": {"value": 0, "unit": "s"}}).timeout
+        0.0
+        """
+        if timeout is None:
+            timeout = {}
+        if not isinstance(timeout, Mapping):
+            raise refuse(f"an App Mesh timeout is a mapping {{perRequest, idle}}; got {timeout!r}")
+        allowed = ("perRequest", "idle")
+        for key in timeout:
+            if key not in allowed:
+                raise refuse(
+                    f"unknown key {key!r} in App Mesh timeout{suggest(key, allowed)} (allowed: perRequest, idle)",
+                    str(key),
+                )
+
+        def seconds(key: str, default: float) -> float:
+            value = timeout.get(key)
+            if value is None:
+                return default
+            if isinstance(value, Mapping):
+                unit, amount = value.get("unit"), value.get("value")
+                extra = [k for k in value if k not in ("unit", "value")]
+                if (extra or unit not in ("ms", "s") or isinstance(amount, bool)
+                        or not isinstance(amount, (int, float)) or amount < 0):
+                    raise refuse(
+                        f"{dict(value)!r} is not an App Mesh duration {{value: N >= 0, unit: ms|s}}", key
+                    )
+                return float(amount) / (1000.0 if unit == "ms" else 1.0)
+            try:
+                return parse_duration(value)
+            except ValueError as exc:
+                raise refuse(str(exc), key) from None
+
+        per_request = seconds("perRequest", APP_MESH_DEFAULT_ROUTE_TIMEOUT)
+        idle = seconds("idle", APP_MESH_DEFAULT_IDLE_TIMEOUT)
+        enabled = [t for t in (per_request, idle) if t > 0.0]
+        return cls.model_validate({"timeout": min(enabled) if enabled else 0.0})
 
 
 def effective_per_try(route_timeout: float, per_try_timeout: float, elapsed: float) -> float:
@@ -470,19 +534,38 @@ def to_envoy(policy: TimeoutPolicy) -> dict[str, Any]:
     Examples
     --------
     >>> to_envoy(TimeoutPolicy(timeout=3, per_try_timeout=0.5))
-    {'timeout': '3s', 'retry_policy': {'per_try_timeout': '0.500s'}}
+    {'timeout': '3s', 'retry_policy': {'per_try_timeout': '0.5s'}}
     >>> to_envoy(TimeoutPolicy())
     {'timeout': '15s'}
     """
-    out: dict[str, Any] = {"timeout": envoy_duration(policy.timeout)}
+    out: dict[str, Any] = {"timeout": proto_duration(policy.timeout)}
     per_try: dict[str, Any] = {}
     if policy.per_try_timeout > 0.0:
-        per_try["per_try_timeout"] = envoy_duration(policy.per_try_timeout)
+        per_try["per_try_timeout"] = proto_duration(policy.per_try_timeout)
     if policy.per_try_idle_timeout > 0.0:
-        per_try["per_try_idle_timeout"] = envoy_duration(policy.per_try_idle_timeout)
+        per_try["per_try_idle_timeout"] = proto_duration(policy.per_try_idle_timeout)
     if per_try:
         out["retry_policy"] = per_try
     return out
+
+
+def to_istio(policy: TimeoutPolicy) -> dict[str, Any]:
+    """The VirtualService ``http[]`` fields istiod turns into this route timeout.
+
+    ``{timeout: <duration>}``, or ``{}`` for a disabled (0) route timeout:
+    istiod writes ``0s`` when ``timeout`` is left out, and Istio's validation
+    refuses an explicit ``0s``. The per-try timeout lives in Istio's
+    ``retries.perTryTimeout`` (see :func:`meshsim.policies.retry.to_istio`);
+    ``per_try_idle_timeout`` has no Istio field.
+
+    Examples
+    --------
+    >>> to_istio(TimeoutPolicy()), to_istio(TimeoutPolicy(timeout=0))
+    ({'timeout': '15s'}, {})
+    """
+    from meshsim.policies._istio import istio_duration
+
+    return {"timeout": istio_duration(policy.timeout)} if policy.timeout > 0 else {}
 
 
 def unsupported(policy: TimeoutPolicy) -> list[str]:
@@ -490,18 +573,32 @@ def unsupported(policy: TimeoutPolicy) -> list[str]:
     return []
 
 
-def lint(policy: TimeoutPolicy) -> list[str]:
+def lint(policy: TimeoutPolicy) -> list[Trap]:
     """Silent Envoy traps in a timeout policy (valid config that does not do what it says).
+
+    Each warning is a :class:`~meshsim.policies._model.Trap` with its code
+    (``docs/lint.md``): **MS201** a per-try timeout at or above the route
+    timeout (Envoy ignores it), **MS202** a route timeout written as 0
+    (disabled, not "the default").
 
     Examples
     --------
     >>> lint(TimeoutPolicy(timeout=1, per_try_timeout=1))  # doctest: +ELLIPSIS
-    ['per_try_timeout 1s is >= the route timeout 1s: Envoy ignores it...']
+    [Trap('per_try_timeout 1s is >= the route timeout 1s: Envoy ignores it...', code='MS201', ...)]
+    >>> [t.code for t in lint(TimeoutPolicy(timeout=0))]
+    ['MS202']
     """
-    out = []
+    out: list[Trap] = []
     if policy.timeout > 0.0 and policy.per_try_timeout >= policy.timeout:
-        out.append(
+        out.append(Trap(
             f"per_try_timeout {policy.per_try_timeout:g}s is >= the route timeout {policy.timeout:g}s: "
-            "Envoy ignores it and the route timeout ends the first slow attempt (no retry)"
-        )
+            "Envoy ignores it and the route timeout ends the first slow attempt (no retry)",
+            code="MS201", field="per_try_timeout", value=f"{policy.per_try_timeout:g}s",
+        ))
+    if "timeout" in policy.model_fields_set and policy.timeout == 0.0:
+        out.append(Trap(
+            "a route timeout of 0 disables it (it is not Envoy's 15 s default): nothing bounds a request's "
+            "total time across tries and back-offs",
+            code="MS202", field="timeout", value="0s",
+        ))
     return out

@@ -371,6 +371,22 @@ def test_istio_default_policy_is_least_request_not_envoys_round_robin() -> None:
     assert LoadBalancerPolicy.from_istio({"simple": "LEAST_CONN"}).lb_policy == "LEAST_REQUEST"
 
 
+def test_an_istio_spelled_block_without_simple_is_least_request_whichever_reader() -> None:
+    # the model reads Istio's spelling as istiod does: no simple/consistentHash -> LEAST_REQUEST
+    for block in ({"localityLbSetting": {"enabled": True}}, {"warmupDurationSecs": "10s"}, {"simple": "UNSPECIFIED"}):
+        assert LoadBalancerPolicy.model_validate(block).lb_policy == "LEAST_REQUEST", block
+        assert LoadBalancerPolicy.from_istio(block).lb_policy == "LEAST_REQUEST", block
+    # Envoy's spelling keeps Envoy's default, and an explicit lb_policy wins
+    assert LoadBalancerPolicy.model_validate({"healthy_panic_threshold": 20}).lb_policy == "ROUND_ROBIN"
+    assert LoadBalancerPolicy.model_validate({"lb_policy": "RANDOM", "localityLbSetting": {}}).lb_policy == "RANDOM"
+
+
+def test_istio_ring_size_zero_is_unset() -> None:
+    # istiod writes no ring_hash_lb_config for minimumRingSize 0, so Envoy's 1024 applies
+    p = LoadBalancerPolicy.model_validate({"consistentHash": {"httpHeaderName": "x", "ringHash": {"minimumRingSize": 0}}})
+    assert (p.lb_policy, p.minimum_ring_size) == ("RING_HASH", 1024)
+
+
 def test_istio_outlier_detection_sets_the_panic_threshold_to_min_health_percent() -> None:
     assert LoadBalancerPolicy.from_istio({}, outlier_detection={}).healthy_panic_threshold == 0
     assert (
@@ -495,7 +511,13 @@ def test_to_envoy_writes_only_non_default_fields() -> None:
 
 def test_lint_explains_when_panic_starts_for_the_host_count() -> None:
     (msg,) = lint(LoadBalancerPolicy(), hosts=5)
-    assert "3 or more unhealthy" in msg
+    assert "3 or more unhealthy" in msg and msg.code == "MS312"
+    from meshsim.policies.load_balancer import panic_unhealthy_hosts
+
+    # one priority: panic below 50 % healthy, never while 1.4 x healthy share >= 100 %
+    assert [panic_unhealthy_hosts(n) for n in (1, 2, 3, 4, 5, 10)] == [1, 2, 2, 3, 3, 6]
+    assert panic_unhealthy_hosts(10, 80.0) == 3  # 7 healthy: 140 x 0.7 < 100 and 70 % < 80 %
+    assert panic_unhealthy_hosts(10, 0.0) is None
     assert lint(LoadBalancerPolicy.model_validate({"healthy_panic_threshold": 0}), hosts=5) == []
 
 

@@ -932,3 +932,23 @@ def test_all_ejected_hosts_come_back_once_traffic_stops() -> None:
     ticks(det, t + 10.0, start=t)
     assert det.ejected_hosts == ()
     assert stat(det, "ejections_active") == 0
+
+
+# ----------------------------------------------------------------------------------------------- lint
+
+
+def test_lint_flags_detectors_that_never_eject() -> None:
+    from meshsim.policies.outlier import from_istio, lint
+
+    assert lint(OutlierPolicy()) == []
+    (gw,) = lint(OutlierPolicy.model_validate({"consecutive_gateway_failure": 3}))
+    assert (gw.code, gw.field, gw.value) == ("MS303", "enforcing_consecutive_gateway_failure", "unset (0)")
+    assert lint(OutlierPolicy.model_validate(
+        {"consecutive_gateway_failure": 3, "enforcing_consecutive_gateway_failure": 100})) == []
+    assert lint(from_istio({"consecutiveGatewayErrors": 3})) == []  # Istio enforces it at 100
+    (local,) = lint(OutlierPolicy.model_validate({"consecutive_local_origin_failure": 3}))
+    assert local.code == "MS304" and "consecutive_local_origin_failure is unused" in local
+    assert lint(OutlierPolicy.model_validate(
+        {"consecutive_local_origin_failure": 3, "split_external_local_origin_errors": True})) == []
+    (fp,) = lint(OutlierPolicy.model_validate({"failure_percentage_threshold": 50}))
+    assert fp.code == "MS305"

@@ -610,8 +610,12 @@ def test_istio_keys_without_attempts_are_refused() -> None:
     # Istio would silently drop the whole retry policy here
     with pytest.raises(ValidationError, match="no attempts"):
         RetryPolicy.model_validate({"retryOn": "5xx", "perTryTimeout": "1s"})
-    with pytest.raises(ValidationError, match="no attempts"):
+    # the Istio reader follows Istio's validation: refused next to attempts 0 (or none)
+    with pytest.raises(ConfigError, match="attempts are 0") as info:
         RetryPolicy.from_istio({"attempts": 0, "retryOn": "5xx"})
+    assert info.value.path == "retryOn"
+    with pytest.raises(ConfigError, match="perTryTimeout"):
+        RetryPolicy.from_istio({"perTryTimeout": "1s"})
 
 
 def test_istio_default_policy_and_consistent_hash() -> None:
@@ -736,9 +740,9 @@ def test_to_envoy_writes_the_route_retry_and_hedge_policy() -> None:
         "retry_policy": {
             "retry_on": "5xx,reset,connect-failure,refused-stream,retriable-status-codes",
             "num_retries": 3,
-            "per_try_timeout": "0.500s",
-            "per_try_idle_timeout": "0.300s",
-            "retry_back_off": {"base_interval": "0.025s", "max_interval": "0.250s"},
+            "per_try_timeout": "0.5s",
+            "per_try_idle_timeout": "0.3s",
+            "retry_back_off": {"base_interval": "0.025s", "max_interval": "0.25s"},
             "retriable_status_codes": [503],
             "retry_host_predicate": [
                 {
@@ -891,3 +895,33 @@ def test_breaker_can_stand_in_for_the_circuit_breaker_retries_resource() -> None
     assert s.should_retry(503, None, 0.0)[0] is YES
     assert rm.stats["upstream_rq_retry"] == 1 and rm.retries.current == 1
     assert rm.gauges()["circuit_breakers.default.rq_retry_open"] == 0
+
+
+def test_istio_reader_attempts_zero_with_backoff_is_no_policy() -> None:
+    # Istio's validation lets backoff and retryIgnorePreviousHosts pass with attempts 0; istiod writes nothing
+    assert RetryPolicy.from_istio({"attempts": 0, "backoff": "100ms"}) is None
+    assert RetryPolicy.from_istio({"attempts": 0, "retryIgnorePreviousHosts": True}) is None
+    assert RetryPolicy.from_istio({}) is None
+    with pytest.raises(ConfigError, match="attempts -1"):
+        RetryPolicy.from_istio({"attempts": -1})
+
+
+def test_istio_reader_keeps_an_explicit_previous_hosts_on_a_consistent_hash_route() -> None:
+    # retry.ConvertPolicy: the hash policy only changes the default; an explicit retryIgnorePreviousHosts wins
+    kept = RetryPolicy.from_istio({"attempts": 2, "retryIgnorePreviousHosts": True}, consistent_hash=True)
+    assert kept is not None and kept.previous_hosts
+    dropped = RetryPolicy.from_istio({"attempts": 2}, consistent_hash=True)
+    assert dropped is not None and not dropped.previous_hosts
+    # the runtime view agrees with the fields (the policy is validated, not copied)
+    assert dropped._rt[5] is False and kept._rt[5] is True
+    assert dropped == RetryPolicy.from_istio({"attempts": 2, "retryIgnorePreviousHosts": False})
+
+
+def test_istio_reader_errors_name_istio_keys() -> None:
+    with pytest.raises(ConfigError) as info:
+        RetryPolicy.from_istio({"attempts": 2, "perTryTimeout": "fast"})
+    assert info.value.path == "perTryTimeout"
+    with pytest.raises(ConfigError, match="did you mean") as info:
+        RetryPolicy.from_istio({"attempts": 2, "retryOn": "5xx,gateway-errors"})
+    assert info.value.path == "retryOn"
+

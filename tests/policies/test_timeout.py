@@ -162,8 +162,8 @@ def test_to_envoy_writes_timeout_and_the_per_try_part_of_retry_policy() -> None:
     assert to_envoy(TimeoutPolicy()) == {"timeout": "15s"}
     assert to_envoy(TimeoutPolicy(timeout=0)) == {"timeout": "0s"}
     assert to_envoy(TimeoutPolicy(timeout="2.5s", per_try_timeout="250ms", per_try_idle_timeout="1s")) == {
-        "timeout": "2.500s",
-        "retry_policy": {"per_try_timeout": "0.250s", "per_try_idle_timeout": "1s"},
+        "timeout": "2.5s",
+        "retry_policy": {"per_try_timeout": "0.25s", "per_try_idle_timeout": "1s"},
     }
     assert unsupported(TimeoutPolicy()) == []
 
@@ -172,8 +172,8 @@ def test_envoy_duration_strings() -> None:
     assert [envoy_duration(x) for x in (0, 0.025, 0.25, 1.5, 15, 300, 1e-6, 1.5e-9)] == [
         "0s",
         "0.025s",
-        "0.250s",
-        "1.500s",
+        "0.25s",
+        "1.5s",
         "15s",
         "300s",
         "0.000001s",
