@@ -24,7 +24,7 @@ FILES = sorted(SCENARIOS.glob("*.yaml"))
 
 def test_the_demonstrations_are_bundled():
     names = {p.stem for p in FILES}
-    assert {"retry-storm", "circuit-breaker", "outlier-ejection", "header-canary"} <= names
+    assert {"retry-storm", "circuit-breaker", "outlier-ejection", "header-canary", "zone-outage"} <= names
 
 
 @pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])

@@ -8,6 +8,8 @@ parse_scenario(data, source="<scenario>") -> Scenario
     Validate a mapping.
 apply_overrides(scenario, {"services.reviews.replicas": 3}) -> Scenario
     A re-validated copy with dotted-path fields replaced.
+target_replicas(scenario, target) -> [(service, version, index), ...]
+    The replicas a chaos fault's target selects.
 
 Every problem is reported as one :class:`meshsim.ConfigError` whose message is
 ``"<source>: <field path>: <what is wrong>"``. A :class:`Scenario` that exists
@@ -15,6 +17,19 @@ has passed every cross-field check and is runnable. The file format is
 described in ``docs/scenario.md``.
 """
 
+from meshsim.config._chaos import (
+    FAULT_KINDS,
+    Brownout,
+    Crash,
+    ErrorsFault,
+    Fault,
+    LatencyFault,
+    Partition,
+    Resets,
+    Slowdown,
+    Target,
+    target_replicas,
+)
 from meshsim.config._loader import apply_overrides, load_scenario, parse_scenario
 from meshsim.config._scenario import (
     STEP_KINDS,
@@ -59,6 +74,17 @@ __all__ = [
     "Sleep",
     "Step",
     "STEP_KINDS",
+    "Fault",
+    "FAULT_KINDS",
+    "Target",
+    "Crash",
+    "LatencyFault",
+    "ErrorsFault",
+    "Slowdown",
+    "Partition",
+    "Resets",
+    "Brownout",
+    "target_replicas",
 ]
 
 for _name in __all__:

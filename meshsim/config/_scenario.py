@@ -30,6 +30,7 @@ from pydantic import (
     model_validator,
 )
 
+from meshsim.config._chaos import Fault, check_chaos
 from meshsim.config._types import (
     Duration,
     Fraction,
@@ -1000,6 +1001,11 @@ class MeshPolicy(PolicyModel):
         Version -> :class:`TrafficPolicy` overriding the cluster policies for
         that version; Istio's ``subsets: [{name, labels, trafficPolicy}]`` is
         read into it.
+    istio
+        Istio fields that do not change what is simulated (TLS settings, CORS,
+        header rewrites, resource metadata, ...), kept as written so that
+        ``meshsim export istio`` writes them back; ``meshsim import istio``
+        fills it (see :mod:`meshsim.interop.istio`). Not read by the engine.
 
     Notes
     -----
@@ -1046,6 +1052,7 @@ class MeshPolicy(PolicyModel):
     health_check: HealthCheckPolicy | None = None
     rate_limit: RateLimitPolicy | None = None
     versions: dict[Name, TrafficPolicy] = Field(default_factory=dict)
+    istio: dict[str, Any] | None = Field(default=None, repr=False)
     # other spellings, folded into the fields above during validation
     traffic_policy: TrafficPolicy | None = Field(default=None, repr=False)
     subsets: tuple[Subset, ...] = Field(default=(), repr=False)
@@ -1442,6 +1449,9 @@ class Scenario(PolicyModel):
         :class:`TrafficSource` list (a mapping name -> source is accepted).
     mesh
         Destination service -> :class:`MeshPolicy`.
+    chaos
+        Faults on a timeline (``meshsim.config.Crash``, ``LatencyFault``, ...;
+        see :mod:`meshsim.config._chaos`), in the order written.
     """
 
     name: str
@@ -1457,6 +1467,7 @@ class Scenario(PolicyModel):
     services: dict[Name, ServiceSpec]
     traffic: tuple[TrafficSource, ...]
     mesh: dict[str, MeshPolicy] = Field(default_factory=dict)
+    chaos: tuple[Fault, ...] = ()
 
     _raw: Any = PrivateAttr(default=None)
     _source: str = PrivateAttr(default="<scenario>")
@@ -1488,6 +1499,11 @@ class Scenario(PolicyModel):
         if isinstance(value, Mapping):
             return {k: ({} if v is None else v) for k, v in value.items()}
         return value
+
+    @field_validator("chaos", mode="before")
+    @classmethod
+    def _chaos(cls, value: Any) -> Any:
+        return () if value is None else value
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Scenario:
@@ -1538,6 +1554,8 @@ class Scenario(PolicyModel):
                     " to bound how deeply calls nest",
                     "max_depth",
                 )
+        if self.chaos:
+            check_chaos(self)
         return self
 
     def __eq__(self, other: object) -> bool:

@@ -60,7 +60,8 @@ class ErrorModel(BaseModel):
         ``rate``. ``"even"``: deterministic, as isotope does it: request ``n``
         (counting from 1) fails exactly when ``floor(n * rate)`` increases, so
         after ``n`` requests exactly ``floor(n * rate)`` have failed (one failure
-        every ``1/rate`` requests).
+        every ``1/rate`` requests). The simulator keeps one such counter per
+        replica, as each isotope process keeps its own.
 
     Notes
     -----

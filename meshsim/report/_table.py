@@ -32,8 +32,9 @@ def render_summary(summary: Mapping[str, Any], console: Console) -> None:
     ``"services.reviews.versions.v1.latency_s.p99"``) a value is shown as
     ``value ± half-width``, rounded to two significant digits of the
     half-width, or as ``value [low, high]`` when the interval is not centred
-    on the value. A second table lists the non-zero Envoy stats, when there
-    are any.
+    on the value. A table of the chaos faults follows when the run had any
+    (name, kind, target, settings, start, end, requests acted on), then a
+    table of the non-zero Envoy stats, when there are any.
 
     Parameters
     ----------
@@ -69,6 +70,19 @@ def render_summary(summary: Mapping[str, Any], console: Console) -> None:
         console.print(table)
     else:
         console.print("no requests in the measured window")
+
+    faults = summary.get("faults") or []
+    if faults:
+        console.print()
+        ft = Table(title="Faults (chaos)", title_justify="left", title_style="bold", **_STYLE)
+        for header in ("fault", "kind", "target", "settings", "from", "to", "requests"):
+            ft.add_column(header, no_wrap=header in ("fault", "target"),
+                          justify="right" if header in ("from", "to", "requests") else "left")
+        for f in faults:
+            ft.add_row(Text(str(f.get("name", ""))), Text(str(f.get("kind", ""))), Text(str(f.get("target", ""))),
+                       Text(str(f.get("detail", ""))), Text(_when(f.get("start_s"))), Text(_when(f.get("end_s"))),
+                       _number(f.get("requests", 0)))
+        console.print(ft)
 
     stats = _nonzero_stats(summary.get("stats") or {})
     if stats:
@@ -167,6 +181,10 @@ def _with_ci(value: Any, interval: Any, fmt: Callable[[float], str], scale: floa
     if abs((lo + hi) / 2.0 - v) <= 0.01 * half:
         return f"{v:,.{d}f} ± {half:,.{d}f}{unit}"
     return f"{v:,.{d}f} [{lo:,.{d}f}, {hi:,.{d}f}]{unit}"
+
+
+def _when(seconds: Any) -> str:
+    return format_duration(float(seconds)) if _finite(seconds) else _DASH
 
 
 def _finite(x: Any) -> bool:

@@ -122,6 +122,12 @@ class Simulation:
         self._build_services(nslots)
         self._build_network()
         self._build_mesh()
+        #: the chaos block's actuators (``None`` without one: then nothing of the hot path changes)
+        self.chaos: Any = None
+        if scenario.chaos:
+            from meshsim.sim._chaos import Chaos
+
+            self.chaos = Chaos(self)
         self.recorder = Recorder(self, summary_only=self.summary_only)
         self._rec_attempt = self.recorder.attempt
         self._rec_entry = self.recorder.entry
@@ -148,8 +154,11 @@ class Simulation:
                 v.sample = _sampler(rv.latency, self.streams.get("service", sname, vname))
                 if rv.errors is not None and rv.errors.rate > 0:
                     v.errdraw = ErrorDraw(rv.errors, self.streams.get("errors", sname, vname))
+                even = v.errdraw is not None and rv.errors.spacing == "even"
                 for i in range(rv.replicas):
                     h = Host(len(self.hosts), i, v, rv.zones[i] if rv.zones else None, rv.workers, rv.queue)
+                    # even spacing counts each replica's own requests (isotope's per-process counter)
+                    h.errdraw = ErrorDraw(rv.errors, None) if even else v.errdraw
                     v.hosts.append(h)
                     svc.hosts.append(h)
                     self.hosts.append(h)
@@ -180,6 +189,9 @@ class Simulation:
         for v in self.versions:
             v.script = self._compile(v.spec.script, v, self.streams)
             v.simple = v.blocking and v.script == ((STEP_WORK, None),)
+            v.up = len(v.hosts)
+            for h in v.hosts:
+                h.simple = v.simple
 
     def _build_mesh(self) -> None:
         """Destinations with mesh policies get a router (``_sidecar``); the others a plain route timeout."""
@@ -364,7 +376,7 @@ class Simulation:
             return
         if v.blocking:
             if h.busy < h.workers:
-                if v.simple:  # fast path: a single work step, blocking, no error model
+                if h.simple:  # fast path: a single work step, blocking, no error model, no chaos
                     h.busy += 1
                     v.area += v.busy * (now - v.last)
                     v.last = now
@@ -405,7 +417,7 @@ class Simulation:
         att.holding = True
         if att.t_start < 0:
             att.t_start = now
-        if v.simple:
+        if h.simple:
             att.callbacks = [self._simple_done]
             self._schedule(att, v.sample())
         else:
@@ -477,7 +489,7 @@ class Simulation:
                 self._schedule(att, d)
                 return
             if kind == STEP_ERR:
-                status = att.host.ver.errdraw()
+                status = att.host.errdraw()
                 if status:
                     att.status = status
                     self._respond(att)
@@ -652,6 +664,10 @@ class Simulation:
                 last_area[i] = total
                 v.ts_in_flight[sec - 1] = v.in_flight
                 v.ts_queue[sec - 1] = sum(len(h.queue) for h in v.hosts)
+            if self.chaos is not None:  # replicas up, averaged over the second
+                for v in versions:
+                    v.ts_up[sec - 1] = v.up_area + v.up * (now - v.up_last)  # type: ignore[index]
+                    v.up_area, v.up_last = 0.0, now
             for cl in self.sidecars.with_outlier:  # outlier_detection.ejections_active, over every caller
                 for hid in cl.outlier.ejected_hosts:
                     self.hosts[hid].ver.ts_ejected[sec - 1] += 1
@@ -700,6 +716,8 @@ class Simulation:
         env = self.env
         for src in self.sources:
             src.start()
+        if self.chaos is not None:
+            self.chaos.start()
         env.process(self._sampler_process())
         self._area_at: dict[str, list[float]] = {}
         self._counted = 0  # seconds whose arrivals/completions are counted

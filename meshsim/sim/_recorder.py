@@ -277,6 +277,8 @@ class Recorder:
                 "queue_len": np.asarray(v.ts_queue[:nsec], dtype=np.int64),
                 "utilization": np.asarray(v.ts_area[:nsec], dtype=np.float64) / workers,
                 "ejected": np.asarray(v.ts_ejected[:nsec], dtype=np.int64),
+                "up": (np.asarray(v.ts_up[:nsec], dtype=np.float64) if v.ts_up is not None
+                       else np.full(nsec, float(len(v.hosts)))),
             }))
         df = pd.concat(parts, ignore_index=True)
         df["service"] = df["service"].astype("category")

@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as _st
 
+from meshsim.sim._chaos import FAULT_COLUMNS
+from meshsim.sim._chaos import faults_frame as _faults_frame
 from meshsim.sim._recorder import QUANTILES
 
 __all__ = ["RunResult", "RunSet", "combine_summaries"]
@@ -93,7 +95,12 @@ class RunResult:
         caller), latency_s, status, flags (Envoy response flags).
     timeseries
         Per second and service version: arrivals, completions, errors,
-        in_flight, queue_len (at the end of the second) and utilization.
+        in_flight, queue_len (at the end of the second), utilization,
+        ejected and up (replicas up, averaged over the second: a crash shows
+        there).
+    faults
+        The ``chaos:`` block's faults (name, kind, target, detail, replicas,
+        start_s, end_s, requests the fault acted on); empty without one.
     summary
         Throughput, success rate, latency quantiles per source, service,
         version and end to end, over the measurement window.
@@ -105,8 +112,12 @@ class RunResult:
     """
 
     def __init__(self, scenario, seed: int, replication: int, tables, timeseries: pd.DataFrame,
-                 summary: dict, outlier_events: pd.DataFrame | None = None) -> None:
+                 summary: dict, outlier_events: pd.DataFrame | None = None,
+                 faults: pd.DataFrame | None = None) -> None:
         self.scenario = scenario
+        #: the chaos block's faults: name, kind, target, detail, replicas, start_s, end_s, requests
+        #: (requests the fault acted on); empty without a ``chaos:`` block
+        self.faults = faults if faults is not None else _faults_frame([])
         #: outlier detection's event log: time_s, service, version, sidecar, host, action, type
         self.outlier_events = outlier_events if outlier_events is not None else _events_frame([])
         self.seed = seed
@@ -124,7 +135,10 @@ class RunResult:
         return None if self._tables is None else self._tables.attempts()
 
     def tables(self) -> dict[str, pd.DataFrame | None]:
-        return {"requests": self.requests, "attempts": self.attempts, "timeseries": self.timeseries}
+        out = {"requests": self.requests, "attempts": self.attempts, "timeseries": self.timeseries}
+        if len(self.faults):
+            out["faults"] = self.faults
+        return out
 
     def __repr__(self) -> str:
         e2e = self.summary.get("end_to_end", {})
@@ -137,8 +151,13 @@ class RunResult:
         tables = rec.tables()
         ts = rec.timeseries_frame()
         summary = _summarize(sim, tables)
+        faults = None
+        if sim.chaos is not None:
+            rows = sim.chaos.rows(sim.t_end)
+            faults = _faults_frame(rows)
+            summary["faults"] = [dict(zip(FAULT_COLUMNS, row, strict=True)) for row in rows]
         return cls(sim.scenario, sim.seed, sim.replication, tables, ts, summary,
-                   _events_frame(sim.outlier_events))
+                   _events_frame(sim.outlier_events), faults)
 
 
 def sidecar_counters(sim) -> dict[str, dict[str, int]]:
@@ -314,6 +333,7 @@ def combine_summaries(summaries: list[dict], confidence: float = 0.95) -> dict:
     if len(summaries) == 1:
         return summaries[0]
     warnings = summaries[0].get("warnings")
+    faults = summaries[0].get("faults")
     flats = [_flatten(s) for s in summaries]
     keys: list[str] = []
     seen = set()
@@ -346,6 +366,8 @@ def combine_summaries(summaries: list[dict], confidence: float = 0.95) -> dict:
         out[k] = summaries[0][k]
     out["confidence"] = confidence
     out["ci"] = ci
+    if faults is not None:  # the timeline is the scenario's; the request counts are the first replication's
+        out["faults"] = faults
     if warnings:
         out["warnings"] = warnings
     return out
@@ -362,7 +384,10 @@ class RunSet:
         if len(self.results) == 1:
             return self.results[0].tables()
         out: dict[str, pd.DataFrame | None] = {}
-        for name in ("requests", "attempts", "timeseries"):
+        names = ["requests", "attempts", "timeseries"]
+        if any(len(r.faults) for r in self.results):
+            names.append("faults")
+        for name in names:
             frames = [getattr(r, name) for r in self.results]
             if any(f is None for f in frames):
                 out[name] = None

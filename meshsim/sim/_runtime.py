@@ -133,10 +133,15 @@ REACHABLE, REFUSED, UNREACHABLE = 0, 1, 2
 
 
 class Host:
-    """A replica: a FCFS pool of ``workers`` and a waiting room of ``queue`` places."""
+    """A replica: a FCFS pool of ``workers`` and a waiting room of ``queue`` places.
+
+    The chaos attributes (``down``, ``reach_from``, ``fx``, ``live``,
+    ``script``, ``slow``) keep their neutral values unless the scenario has a
+    ``chaos:`` block (``meshsim.sim._chaos``).
+    """
 
     __slots__ = ("hid", "index", "ver", "zone", "workers", "busy", "queue", "qcap", "weight", "name", "limiter",
-                 "reach")
+                 "reach", "simple", "down", "reach_from", "fx", "live", "script", "slow", "errdraw")
 
     def __init__(self, hid: int, index: int, ver: VersionRT, zone: str | None, workers: int, qcap: int | None):
         self.hid = hid
@@ -153,6 +158,21 @@ class Host:
         #: how a new connection to this host ends: REACHABLE, REFUSED (nothing listens: a reset after one
         #: round trip) or UNREACHABLE (no answer: the caller's connect_timeout fires); set by chaos
         self.reach = REACHABLE
+        #: the version's fast path (one blocking work step) applies to this host: off for chaos targets
+        self.simple = False
+        #: crashes (chaos) holding this host down now (0: up); while down its work is lost and connections refused
+        self.down = 0
+        #: caller code -> UNREACHABLE for callers a partition cuts off; ``None`` while no partition is active
+        self.reach_from: dict[int, int] | None = None
+        #: the effects of the active latency / error / reset faults on this host, or ``None``
+        self.fx: Any = None
+        #: attempts at this host (insertion-ordered), kept only for hosts a crash may hit
+        self.live: dict[Attempt, None] | None = None
+        #: this host's own copy of its version's script (slowdown targets: work scaled by ``slow``)
+        self.script: tuple | None = None
+        self.slow = 1.0
+        #: the error model's draw for this replica (its version's, or its own counter for even spacing)
+        self.errdraw: Callable[[], int] | None = None
 
     def __repr__(self) -> str:
         return self.name
@@ -166,6 +186,7 @@ class VersionRT:
         "busy", "area", "last", "in_flight", "arrivals", "completions", "errors", "rr",
         "ts_in_flight", "ts_queue", "ts_area", "ts_ejected", "hist",
         "n_arr", "n_done", "n_err", "c_arr", "c_done", "c_err", "status_counts", "simple", "stats",
+        "up", "up_area", "up_last", "ts_up",
     )
 
     def __init__(self, vid: int, service: ServiceRT, name: str, spec: Any) -> None:
@@ -197,6 +218,11 @@ class VersionRT:
         self.status_counts: dict[int, int] = {}
         self.simple = False
         self.stats: dict[str, int] = {}  # Envoy counters the plain path keeps (route timeouts, rate limits)
+        # replicas up (chaos crashes take them down): now, its integral over time, per second
+        self.up = 0
+        self.up_area = 0.0
+        self.up_last = 0.0
+        self.ts_up: list[float] | None = None
 
     @property
     def workers_total(self) -> int:

@@ -282,6 +282,8 @@ class ClusterState:
         rtt = self._probe_rtt(host)
         errors = host.ver.spec.errors
         status = 503 if errors is not None and next(self.hc_u) < float(errors.rate) else 200
+        if sim.chaos is not None:  # a crashed, cut-off or failing replica (chaos)
+            status, rtt = sim.chaos.probe(host, int(self.sidecar_key), status, rtt, deadline - now)
         r = Timer((host, checker, status if now + rtt < deadline else HealthCheckResult.TIMEOUT))
         r.callbacks = [self._hc_result]
         sim._schedule(r, min(rtt, deadline - now))
@@ -351,11 +353,14 @@ class _PoolHooks:
         if sim.xz_delay is not None and cl.czone != host.zone:
             d += sim.xz_delay() + sim.xz_delay()
         t = Timer(conn)
-        if host.reach == REACHABLE:
+        reach = host.reach
+        if host.reach_from is not None:  # a chaos partition is active: reachability depends on the caller
+            reach = host.reach_from.get(int(cl.sidecar_key), reach)
+        if reach == REACHABLE:
             t.callbacks = [self._connected]
         else:
-            d, outcome = connect_outcome(None if host.reach == UNREACHABLE else d, cl.connect_timeout,
-                                         refused=host.reach == REFUSED)
+            d, outcome = connect_outcome(None if reach == UNREACHABLE else d, cl.connect_timeout,
+                                         refused=reach == REFUSED)
             t.callbacks = [self._connected if outcome is ConnectOutcome.CONNECTED
                            else self._timed_out if outcome is ConnectOutcome.TIMEOUT else self._refused]
         sim._schedule(t, d)
@@ -654,6 +659,8 @@ class Sidecars:
     def _pool_failure(self, att: Attempt, reason: PoolFailure, now: float) -> None:
         """A waiting try failed in the pool: overflow when its connection came up, or a connect failure."""
         call = att.parent
+        if reason is PoolFailure.CONNECTION_TERMINATION:  # an active stream (it had been sent): see _send
+            call.cluster.act[att.host] -= 1
         if att in call.active:
             call.active.remove(att)
         if call.done:
