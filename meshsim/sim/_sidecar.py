@@ -635,7 +635,12 @@ class Sidecars:
             call.active.append(att)  # pending: waits for a connection (or for max_requests)
         else:  # overflow (503 UO) or no pool (503 UH): never retried, not seen by outlier detection
             failure = decision.failure
-            self._local_reply(call, failure.status, FLAG_CODES[failure.response_flag])
+            # an overflow refuses an upstream request Envoy had created: it counts as an attempt
+            # (%UPSTREAM_REQUEST_ATTEMPT_COUNT%); no pool at all is answered before any
+            counted = failure is PoolFailure.OVERFLOW
+            if counted:
+                call.try_no += 1
+            self._local_reply(call, failure.status, FLAG_CODES[failure.response_flag], counted=counted)
 
     def _send(self, att: Attempt, now: float) -> None:
         """The try has a stream: the per-try timer starts and the request crosses the network.
@@ -695,11 +700,14 @@ class Sidecars:
         else:
             pool.on_response_complete(att, now)
 
-    def _local_reply(self, call: Call, status: int, flags: int) -> None:
-        """An answer the sidecar makes itself (no host reached): one attempt row, then the caller."""
+    def _local_reply(self, call: Call, status: int, flags: int, counted: bool = False) -> None:
+        """An answer the sidecar makes itself (no host reached): one attempt row, then the caller.
+
+        ``counted``: the refused try is already in ``call.try_no`` (a circuit-breaker overflow).
+        """
         att = Attempt(call.rid, call.caller, call.czone, call.service, call, call.attrs, call.depth,
                       call.on_resp, call.optional, call.t_send)
-        att.try_no = call.try_no + 1
+        att.try_no = call.try_no if counted else call.try_no + 1
         att.status = status
         att.flags = call.flags | flags
         cl = call.cluster
@@ -720,9 +728,10 @@ class Sidecars:
         call.active.remove(att)
         cl = call.cluster
         host = att.host
-        # _release(att, reset=False), inlined: a try with a response had its stream
+        # _release, inlined: a try with a response had its stream. The stream ends with the response,
+        # or is reset when the response is retried (below, in _judge)
         cl.act[host] -= 1
-        cl.pools[host.hid].on_response_complete(att, now)
+        pool = cl.pools[host.hid]
         status = att.status
         outlier = cl.outlier
         if outlier is not None:
@@ -730,12 +739,14 @@ class Sidecars:
             if ev is not None:
                 cl._apply(ev, now)
         if call.done:
+            pool.on_response_complete(att, now)
             return
         route = call.route
         if call.retry is None and not route.hedge:
             rt = route.retry_rt
             if rt is None or (status < 400 and status not in rt.codes):
                 # nothing to retry (see _judge) and no other try out: _finish, inlined
+                pool.on_response_complete(att, now)
                 call.done = True
                 call.status = status
                 call.flags |= att.flags
@@ -746,22 +757,36 @@ class Sidecars:
             st = call.retry
             good = not (st.would_retry(status, None) if st is not None else status >= 500)
             if not good and (call.active or call.retries_waiting):
+                pool.on_response_complete(att, now)
                 return  # an error while other tries are out: Envoy discards it and waits for them
-        self._judge(call, att, status, None, now)
+        self._judge(call, att, status, None, now, pool=pool)
 
     def _judge(self, call: Call, att: Attempt, status: int | None, reset: Any, now: float,
-               reset_status: int = 504) -> None:
+               reset_status: int = 504, pool: ConnectionPool | None = None) -> None:
         """The try's outcome (a ``status``, or a ``reset`` answered locally with ``reset_status``):
-        retry, or answer the caller."""
+        retry, or answer the caller.
+
+        ``pool`` is given for a response whose stream is still open: Envoy decides on the retry
+        with the try still active (retry budgets count it), then resets the stream of a response
+        it retries (``router.cc`` ``onUpstreamHeaders``: on HTTP/1.1 that closes the connection)
+        and completes it otherwise.
+        """
         st = call.retry
         final_status = status if status is not None else reset_status
         if st is None:
             rt = call.route.retry_rt
             if rt is None or (reset is None and status < 400 and status not in rt.codes):  # type: ignore[operator]
+                if pool is not None:
+                    pool.on_response_complete(att, now)
                 self._finish(call, final_status, att.flags)  # nothing to retry, no state to keep
                 return
             st = self._retry_state(call, att)
         decision, delay = st.should_retry(status, reset, now)
+        if pool is not None:
+            if decision is RetryDecision.YES:
+                pool.on_reset(att, now)
+            else:
+                pool.on_response_complete(att, now)
         if decision is RetryDecision.YES:
             self._schedule_retry(call, delay)
             return
