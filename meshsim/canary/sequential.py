@@ -1,0 +1,440 @@
+"""Anytime-valid monitoring: tests and confidence sequences that may be looked at every minute.
+
+A fixed-sample test looked at after every minute of a rollout rejects a true
+null far more often than its alpha. The procedures here hold their error rate
+**uniformly over time**: the probability that the boundary is *ever* crossed
+under the null is at most alpha, however often and for however long one looks.
+All functions work on whole per-look arrays at once (cumulative sums), so a
+3-hour replay with a look every minute costs one vectorised pass.
+
+Three procedures:
+
+* :func:`count_test` -- errors (or any event count) of two arms, in the manner
+  of Lindon & Malek (2022): given that an event happened in minute t, it fell
+  in the canary with probability ``pi_t = r_t e^delta / (r_t e^delta + 1 - r_t)``
+  where ``r_t`` is the canary's share of the minute's requests and ``delta`` the
+  log rate ratio; the common, arbitrarily time-varying load cancels. A mixture
+  over ``delta >= delta0`` of the likelihood ratios is a nonnegative martingale
+  under ``delta = delta0``, so by Ville's inequality ``P(sup_t E_t >= 1/alpha) <= alpha``.
+  Per-arm overdispersion (separate instances per arm) is absorbed by tempering
+  the likelihood with an estimated dispersion factor (quasi-likelihood).
+* :func:`paired_cs` -- a confidence sequence for the mean of minute-paired
+  differences (e.g. ``log p99_canary - log p99_baseline``): the normal-mixture
+  boundary of Robbins / Howard et al. (2021) with a long-run (autocorrelation-
+  robust) variance and a Student-t correction for its estimation.
+* :func:`quantile_cs` / :func:`quantile_ratio_cs` -- confidence sequences for a
+  quantile of i.i.d. raw samples (Howard & Ramdas 2022 style, with a
+  beta-binomial mixture per quantile), and for the canary/baseline quantile ratio.
+
+References
+----------
+M. Lindon, A. Malek, "Anytime-Valid Inference for Multinomial Count Data", NeurIPS 2022 (arXiv:2011.03567).
+S. R. Howard, A. Ramdas, J. McAuliffe, J. Sekhon, "Time-uniform, nonparametric, nonasymptotic
+confidence sequences", Ann. Statist. 49(2), 2021 (arXiv:1810.08240).
+S. R. Howard, A. Ramdas, "Sequential estimation of quantiles with applications to A/B-testing and
+best-arm identification", Bernoulli 28(3), 2022 (arXiv:1906.09712).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import special
+from scipy import stats as sps
+
+__all__ = [
+    "mixture_precision",
+    "normal_mixture_bound",
+    "PairedCS",
+    "paired_cs",
+    "long_run_variance_path",
+    "CountTest",
+    "count_test",
+    "quantile_cs",
+    "quantile_ratio_cs",
+]
+
+
+# --------------------------------------------------------------------------------------------------
+# the normal-mixture boundary
+
+
+def mixture_precision(v_opt: float, alpha: float) -> float:
+    """Mixture precision that makes the boundary tightest near intrinsic time ``v_opt``.
+
+    ``rho = v_opt / (2 log(1/alpha) + log(1 + 2 log(1/alpha)))`` (Howard et al. 2021, sec. 3.5).
+    """
+    la = math.log(1.0 / alpha)
+    return float(v_opt) / (2.0 * la + math.log(1.0 + 2.0 * la))
+
+
+def normal_mixture_bound(v: np.ndarray | float, alpha: float, rho: float, *, one_sided: bool = True) -> np.ndarray:
+    """Boundary ``u(v)`` with ``P(exists t: S_t >= u(V_t)) <= alpha`` for a 1-sub-Gaussian sum ``S``.
+
+    ``V_t`` is the variance process (``t`` for unit-variance steps). One-sided:
+    the half-normal mixture e-value ``2 sqrt(rho/(v+rho)) exp(x^2/2) Phi(x)``,
+    ``x = S/sqrt(v+rho)``, equals ``1/alpha`` on the boundary (solved exactly by
+    fixed-point iteration); two-sided: ``sqrt((v+rho) log((v+rho)/(rho alpha^2)))``.
+
+    Examples
+    --------
+    >>> round(float(normal_mixture_bound(100.0, 0.05, 10.0, one_sided=False)), 3)
+    30.378
+    """
+    v = np.asarray(v, dtype=float)
+    w = v + rho
+    if not one_sided:
+        return np.sqrt(w * np.log(w / (rho * alpha**2)))
+    base = np.log(np.sqrt(w / rho) / (2.0 * alpha))
+    x = np.sqrt(2.0 * np.maximum(base, 1e-12))
+    for _ in range(30):
+        x_new = np.sqrt(2.0 * np.maximum(base - np.log(sps.norm.cdf(x)), 1e-12))
+        if np.all(np.abs(x_new - x) < 1e-10):
+            x = x_new
+            break
+        x = x_new
+    return x * np.sqrt(w)
+
+
+# --------------------------------------------------------------------------------------------------
+# paired per-minute differences
+
+
+def _lag_sums(x: np.ndarray, ok: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Prefix sums over pairs (t, t-k) both observed: count, sum x_t x_{t-k}, sum x_t, sum x_{t-k}."""
+    pair = np.zeros_like(ok)
+    pair[k:] = ok[k:] & ok[:-k]
+    xl = np.zeros_like(x)
+    xl[k:] = x[:-k]
+    return (np.cumsum(pair), np.cumsum(np.where(pair, x * xl, 0.0)), np.cumsum(np.where(pair, x, 0.0)),
+            np.cumsum(np.where(pair, xl, 0.0)))
+
+
+def _ar1_mean_factor(n: np.ndarray, phi: np.ndarray) -> np.ndarray:
+    """``Var(mean of n AR(1) values) / Var(one value)``: ``(n(1+phi)/(1-phi) - 2phi(1-phi^n)/(1-phi)^2) / n^2``."""
+    n = np.maximum(np.asarray(n, float), 1.0)
+    phi = np.clip(phi, 0.0, 0.999)
+    g = (n * (1 + phi) / (1 - phi) - 2 * phi * (1 - phi**n) / (1 - phi) ** 2) / n**2
+    return np.clip(g, 1.0 / n, 1.0)
+
+
+def long_run_variance_path(
+    d: np.ndarray,
+    *,
+    persistent_sd: float = 0.0,
+    phi_prior: float = 0.9,
+    prior_minutes: float = 30.0,
+    gate: float = 1.0,
+    phi_max: float = 0.97,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """For every prefix of the series ``d`` (NaN = missing minute): n, mean, variance of the mean, n_eff.
+
+    The model is the one of paired minute differences between two arms: white
+    sampling noise (variance ``w``) plus a persistent AR(1) component (per-arm
+    cluster effects; variance ``s^2``, persistence ``phi``), whose
+    autocovariances are ``gamma_k = s^2 phi^k`` (k >= 1). The variance of the
+    mean of n minutes is ``w / n + s^2 g(n, phi)`` with the exact AR(1) factor
+    ``g`` (about ``(1+phi)/((1-phi) n)`` for long series, but near 1 for a series
+    shorter than the component's memory: a slowly wandering offset does not
+    average out).
+
+    ``gamma_1`` counts only beyond its noise level (``gate / sqrt(n)`` of
+    ``gamma_0``); ``phi = gamma_2 / gamma_1`` is shrunk towards ``phi_prior`` with
+    the weight of ``prior_minutes`` minutes; ``s`` is at least ``persistent_sd``
+    (the prior on instance effects: a short series cannot tell a wandering
+    cluster effect from a real difference). ``n_eff = gamma_0 / var(mean)``.
+    All prefixes at once from cumulative sums.
+    """
+    d = np.asarray(d, dtype=float)
+    ok = np.isfinite(d)
+    x = np.where(ok, d, 0.0)
+    n = np.cumsum(ok).astype(float)
+    s1 = np.cumsum(x)
+    s2 = np.cumsum(x * x)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = s1 / n
+        g0 = (s2 / n - mean**2) * n / np.maximum(n - 1, 1)
+        gam = []
+        for k in (1, 2):
+            nk, sp, sa, sb = _lag_sums(x, ok, k)
+            gam.append(np.where(nk > 0, (sp - mean * (sa + sb) + nk * mean**2) / np.maximum(nk, 1), 0.0))
+        g1, g2 = gam
+        g1a = np.maximum(g1 - gate * g0 / np.sqrt(np.maximum(n, 1)), 0.0)
+        phi_hat = np.where(g1 > 0, np.clip(g2 / np.where(g1 > 0, g1, 1.0), 0.0, phi_max), phi_prior)
+        phi = np.clip((n * phi_hat + prior_minutes * phi_prior) / (n + prior_minutes), 0.05, phi_max)
+        s2p = np.minimum(g1a / phi, g0)
+        w = np.maximum(g0 - s2p, 0.0)
+        s2p = np.maximum(s2p, persistent_sd**2)
+        var_mean = w / np.maximum(n, 1) + s2p * _ar1_mean_factor(n, phi)
+        neff = np.clip(np.where(var_mean > 0, g0 / var_mean, n), 1.0, np.maximum(n, 1.0))
+    return n, mean, var_mean, neff
+
+
+@dataclass(frozen=True)
+class PairedCS:
+    """A confidence sequence for the mean of paired differences, one entry per look.
+
+    ``lower`` holds with probability ``1 - alpha_lower`` and ``upper`` with
+    ``1 - alpha_upper``, each uniformly over looks (not yet intersected over
+    looks: take ``np.maximum.accumulate(lower)`` for the running bound).
+    """
+
+    n: np.ndarray
+    mean: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    sd: np.ndarray  # long-run standard deviation per minute
+    n_eff: np.ndarray
+
+
+def _t_corrected(z: np.ndarray, df: np.ndarray) -> np.ndarray:
+    """Replace a normal critical value by the Student-t one with the same tail probability."""
+    p = sps.norm.sf(z)
+    return sps.t.isf(p, np.maximum(df, 1.0))
+
+
+def paired_cs(
+    d: np.ndarray,
+    *,
+    alpha_lower: float,
+    alpha_upper: float,
+    v_opt: float = 30.0,
+    **variance: float,
+) -> PairedCS:
+    """Anytime-valid bounds for the mean of per-minute paired differences ``d`` at every prefix.
+
+    Parameters
+    ----------
+    d
+        One value per minute (NaN when either arm had no data that minute).
+    alpha_lower, alpha_upper
+        Error rates of the lower and the upper bound (each over all looks).
+    v_opt
+        Minutes of data around which the boundary is tightest.
+    variance
+        Keyword settings of :func:`long_run_variance_path`.
+
+    Notes
+    -----
+    With ``sigma`` the long-run standard deviation, the bound at n minutes is
+    ``mean -/+ sigma u(n) / n`` where ``u`` is the one-sided normal-mixture
+    boundary (:func:`normal_mixture_bound`, mixture precision from ``v_opt``).
+    Because sigma is estimated, the boundary's normal critical value
+    ``u(n)/sqrt(n)`` is replaced by the Student-t value with ``n_eff - 1`` degrees
+    of freedom at the same tail probability.
+    """
+    n, mean, var_mean, neff = long_run_variance_path(d, **variance)
+    nn = np.maximum(n, 1).astype(float)
+    se = np.sqrt(np.maximum(var_mean, 0.0))
+    out = []
+    for a in (alpha_lower, alpha_upper):
+        z = normal_mixture_bound(nn, a, mixture_precision(v_opt, a)) / np.sqrt(nn)
+        out.append(_t_corrected(z, neff - 1.0) * se)
+    sd = se * np.sqrt(nn)
+    bad = (n < 2) | ~np.isfinite(se)
+    lower = np.where(bad, -np.inf, mean - out[0])
+    upper = np.where(bad, np.inf, mean + out[1])
+    return PairedCS(n=n, mean=np.where(n > 0, mean, np.nan), lower=lower, upper=upper, sd=sd, n_eff=neff)
+
+
+# --------------------------------------------------------------------------------------------------
+# counts
+
+
+@dataclass(frozen=True)
+class CountTest:
+    """The sequential count test, one entry per look (cumulative over minutes).
+
+    ``e_value`` is the mixture e-value against ``delta <= delta0`` (a harmful
+    change of at least ``exp(delta0)``), ``p_value`` the always-valid p-value
+    ``min(1, 1 / max_{s<=t} E_s)``; ``dispersion`` the tempering factor used.
+    """
+
+    e_value: np.ndarray
+    p_value: np.ndarray
+    dispersion: np.ndarray
+    events: np.ndarray  # cumulative events in both arms
+    log_ratio: np.ndarray  # estimate of delta
+
+
+def _dispersion_path(xc: np.ndarray, m: np.ndarray, share: np.ndarray, block: int, prior_blocks: float) -> np.ndarray:
+    """Quasi-likelihood dispersion (>= 1) of the canary's event share, per look, from blocks of minutes."""
+    T = xc.size
+    var = m * share * (1 - share)
+    res = xc - m * share
+    nb = T // block
+    phi = np.ones(T)
+    if nb < 2:
+        return phi
+    R = res[: nb * block].reshape(nb, block).sum(1)
+    V = var[: nb * block].reshape(nb, block).sum(1)
+    cR, cV = np.cumsum(R), np.cumsum(V)
+    cRR, cRV, cVV = np.cumsum(R * R), np.cumsum(R * V), np.cumsum(V * V)
+    k = np.arange(1, nb + 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kappa = np.where(cV > 0, cR / cV, 0.0)  # drift of the share (a real effect), removed
+        ss = cRR - 2 * kappa * cRV + kappa**2 * cVV
+        phi_b = np.where(cV > 0, ss / cV * k / np.maximum(k - 1, 1), 1.0)
+        phi_b = (k * phi_b + prior_blocks) / (k + prior_blocks)
+    phi_b = np.maximum(phi_b, 1.0)
+    # the look after minute t sees blocks completed by then
+    done = (np.arange(1, T + 1) // block) - 1
+    phi = np.where(done >= 0, phi_b[np.clip(done, 0, nb - 1)], 1.0)
+    return phi
+
+
+def count_test(
+    events_baseline: np.ndarray,
+    requests_baseline: np.ndarray,
+    events_canary: np.ndarray,
+    requests_canary: np.ndarray,
+    *,
+    delta0: float = 0.0,
+    scale: float = 1.0,
+    overdispersion: bool = True,
+    block: int = 10,
+    prior_blocks: float = 3.0,
+) -> CountTest:
+    """Sequential test that the canary's event rate exceeds the baseline's by more than ``exp(delta0)``.
+
+    Parameters
+    ----------
+    events_baseline, requests_baseline, events_canary, requests_canary
+        Per-minute counts (NaN = missing minute, treated as no data).
+    delta0
+        Null log rate ratio; 0 tests "any increase".
+    scale
+        Scale of the half-normal mixing distribution on ``delta - delta0``
+        (1.0 puts most weight on rate ratios up to about e^2).
+    overdispersion
+        Temper the likelihood by an estimated dispersion factor (per-arm
+        noise beyond binomial, e.g. separate instances per arm).
+
+    Notes
+    -----
+    Conditional on ``m_t`` events in minute t, the canary's count is
+    Binomial(m_t, pi_t(delta)), whatever the load did; the log likelihood ratio
+    of delta against delta0 is ``x_t (delta - delta0) - m_t [log(r_t e^delta + 1 - r_t) -
+    log(r_t e^delta0 + 1 - r_t)]``. It is computed on a grid of 241 values of
+    delta, mixed with half-normal weights, cumulated over minutes. Minutes in
+    which an arm had no requests carry no information (``r_t`` is 0 or 1).
+    """
+    xb = np.nan_to_num(np.asarray(events_baseline, float))
+    xc = np.nan_to_num(np.asarray(events_canary, float))
+    nb = np.nan_to_num(np.asarray(requests_baseline, float))
+    nc = np.nan_to_num(np.asarray(requests_canary, float))
+    tot = nb + nc
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = np.where(tot > 0, nc / tot, 0.5)
+    m = xb + xc
+    use = (m > 0) & (nb > 0) & (nc > 0)
+    share_u, m_u, xc_u = share[use], m[use], xc[use]
+    grid = delta0 + np.linspace(0.0, 6.0 * scale, 241)
+    w = sps.norm.pdf((grid - delta0) / scale)
+    logw = np.log(w / w.sum())
+    T = xb.size
+    llr = np.zeros((T, grid.size))
+    if use.any():
+        lse = np.logaddexp(np.log(share_u)[:, None] + grid[None, :], np.log1p(-share_u)[:, None])
+        lse0 = np.logaddexp(np.log(share_u) + delta0, np.log1p(-share_u))
+        llr[use] = xc_u[:, None] * (grid - delta0)[None, :] - m_u[:, None] * (lse - lse0[:, None])
+    cum = np.cumsum(llr, axis=0)
+    if overdispersion:
+        phi = _dispersion_path(np.where(use, xc, 0.0), np.where(use, m, 0.0), np.where(use, share, 0.5),
+                               block, prior_blocks)
+    else:
+        phi = np.ones(T)
+    log_e = special.logsumexp(cum / phi[:, None] + logw[None, :], axis=1)
+    e = np.exp(np.minimum(log_e, 700.0))
+    p = np.minimum(1.0, 1.0 / np.maximum.accumulate(np.maximum(e, 1e-300)))
+    cx, cm = np.cumsum(np.where(use, xc, 0)), np.cumsum(np.where(use, m, 0))
+    cexp = np.cumsum(np.where(use, m * share, 0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # odds of the canary's observed share against the expected share
+        lr = np.log((cx / np.maximum(cm - cx, 1e-300)) / (cexp / np.maximum(cm - cexp, 1e-300)))
+    return CountTest(e_value=e, p_value=p, dispersion=phi, events=np.cumsum(m), log_ratio=lr)
+
+
+# --------------------------------------------------------------------------------------------------
+# quantiles of raw samples
+
+
+def _betabinom_interval(n: np.ndarray, p: float, alpha: float, k: float) -> tuple[np.ndarray, np.ndarray]:
+    """For each n: the smallest and largest count s with beta-binomial mixture e-value < 1/alpha."""
+    a, b = p * k, (1 - p) * k
+    lo = np.empty(n.size, dtype=np.int64)
+    hi = np.empty(n.size, dtype=np.int64)
+    thr = math.log(1.0 / alpha)
+    for i, nn in enumerate(n.astype(np.int64)):
+        s = np.arange(nn + 1)
+        log_e = (special.betaln(a + s, b + nn - s) - special.betaln(a, b)
+                 - s * math.log(p) - (nn - s) * math.log1p(-p))
+        inside = np.flatnonzero(log_e < thr)
+        lo[i], hi[i] = (inside[0], inside[-1]) if inside.size else (0, nn)
+    return lo, hi
+
+
+def quantile_cs(
+    x: np.ndarray, p: float, alpha: float, *, looks: np.ndarray | None = None, t_opt: float | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Confidence sequence for the p-quantile of i.i.d. samples ``x`` (in arrival order).
+
+    At a look after n samples the interval is ``[x_(lo), x_(hi+1)]`` (order
+    statistics of the first n), where ``lo..hi`` are the counts ``s`` of samples
+    below a candidate value that a beta-binomial mixture martingale for
+    ``F(q) = p`` does not reject at ``alpha``; the mixture is tuned to be tightest
+    at ``t_opt`` samples. Time-uniform: ``P(exists n: q_p outside) <= alpha``
+    (two-sided). ``-inf``/``inf`` where too few samples fall on a side.
+
+    Parameters
+    ----------
+    looks
+        Sample counts at which to report (default every 100 samples and the end).
+
+    Returns
+    -------
+    (lower, upper) arrays, one entry per look.
+    """
+    x = np.asarray(x, dtype=float)
+    N = x.size
+    if looks is None:
+        looks = np.unique(np.r_[np.arange(100, N, 100), N])
+    looks = np.asarray(looks, dtype=np.int64)
+    t_opt = float(t_opt or max(N / 3.0, 10.0))
+    k = max(mixture_precision(t_opt, alpha / 2.0), 1e-3)  # beta concentration ~ precision in counts
+    lo_s, hi_s = _betabinom_interval(looks, p, alpha / 2.0, k)
+    lower = np.full(looks.size, -np.inf)
+    upper = np.full(looks.size, np.inf)
+    for i, n in enumerate(looks):
+        if n <= 0:
+            continue
+        xs = np.sort(x[:n])
+        if lo_s[i] >= 1:
+            lower[i] = xs[lo_s[i] - 1]
+        if hi_s[i] + 1 <= n:
+            upper[i] = xs[hi_s[i]]
+    return lower, upper
+
+
+def quantile_ratio_cs(
+    baseline: np.ndarray, canary: np.ndarray, p: float, alpha: float, *, looks: int = 20
+) -> tuple[np.ndarray, np.ndarray]:
+    """Time-uniform bounds on ``q_p(canary) / q_p(baseline)`` from each arm's quantile CS at ``alpha/2``.
+
+    Valid when each arm's requests are i.i.d. (randomised assignment on a shared
+    fleet); per-arm cluster effects break that assumption, which the
+    minute-paired test (:func:`paired_cs`) does not need. ``looks`` evenly
+    spaced looks over the shorter arm.
+    """
+    b, c = np.asarray(baseline, float), np.asarray(canary, float)
+    n = min(b.size, c.size)
+    frac = np.linspace(1.0 / looks, 1.0, looks)
+    lb, ub = quantile_cs(b, p, alpha / 2, looks=np.maximum((frac * b.size).astype(int), 1))
+    lc, uc = quantile_cs(c, p, alpha / 2, looks=np.maximum((frac * c.size).astype(int), 1))
+    del n
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lower = np.where(ub > 0, lc / ub, 0.0)
+        upper = np.where(lb > 0, uc / lb, np.inf)
+    return np.maximum.accumulate(np.nan_to_num(lower, nan=0.0)), np.minimum.accumulate(np.nan_to_num(upper, nan=np.inf))
