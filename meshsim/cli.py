@@ -3,7 +3,8 @@
 ::
 
     meshsim run SCENARIO [--seed N] [-o DIR] [--replications N] [--record full|summary]
-                         [--format auto|csv|parquet] [--quiet]
+                         [--format auto|csv|parquet] [--quiet] [--report]
+    meshsim report RUN_DIR [-o report.html] [--markdown report.md]
     meshsim validate FILES...
     meshsim export envoy|istio SCENARIO -o DIR
     meshsim import istio|appmesh|isotope FILES... -o SCENARIO
@@ -133,10 +134,15 @@ def run(
         typer.Option("--set", help="Override a field: PATH=VALUE, e.g. services.reviews.replicas=3 "
                                    "or mesh.reviews.retries.num_retries=2 (repeatable; VALUE is YAML)."),
     ] = None,
+    report: Annotated[
+        bool, typer.Option("--report", help="With -o, also write DIR/report.md and DIR/report.html.")
+    ] = False,
 ) -> None:
     """Run a scenario, print its summary and, with -o, write its tables and summary.json."""
     with _user_errors():
         _scenario_file(scenario)
+        if report and out is None:
+            raise meshsim.ConfigError("--report needs -o DIR (the report is written into the run directory)")
         from meshsim.config import apply_overrides, load_scenario
         from meshsim.report import render_summary
         from meshsim.sim import run as run_scenario
@@ -171,6 +177,8 @@ def run(
             paths = write_run(out, tables=result.tables(), summary=result.summary, fmt=fmt.value)
             if not quiet:
                 typer.echo(f"wrote {len(paths)} files to {out}")
+            if report:
+                _write_report(result, out / "report.html", out / "report.md", quiet)
 
 
 def _parse_sets(items: list[str]) -> dict[str, object]:
@@ -596,7 +604,9 @@ def _judge_config(path: Path) -> Any:
 
 def _canary_inputs(baseline: Path, canary: Path, config: Path | None, fmt: CanaryFormat,
                    latency_unit: LatencyUnit | None, service: str | None, baseline_version: str | None,
-                   canary_version: str | None, mode: CanaryMode | None) -> tuple[Any, Any, Any, str]:
+                   canary_version: str | None, mode: CanaryMode | None) -> tuple[Any, Any, Any, Callable[..., Any],
+                                                                                 Callable[..., Any]]:
+    """(baseline arm, canary arm, judge config, judge function, watch function) of the shared options."""
     from meshsim.canary.config import parse_judge_config
     from meshsim.canary.io import read_arms
 
@@ -604,7 +614,12 @@ def _canary_inputs(baseline: Path, canary: Path, config: Path | None, fmt: Canar
         {"metrics": ["latency", "errors"]}, source="default config")
     b, c = read_arms(baseline, canary, fmt=fmt.value, latency_unit=latency_unit.value if latency_unit else None,
                      service=service, baseline_version=baseline_version, canary_version=canary_version)
-    return b, c, cfg, (mode.value if mode is not None else cfg.mode)
+    return b, c, cfg, *_canary_functions(mode.value if mode is not None else cfg.mode)
+
+
+def _canary_console(json_out: str | None) -> Console:
+    """Where the terminal report goes: stderr when ``--json -`` takes stdout."""
+    return Console(stderr=True) if json_out == "-" else _stdout_console()
 
 
 def _canary_outputs(judgement: Any, watch_result: Any, b: Any, c: Any, json_out: str | None,
@@ -667,15 +682,14 @@ def canary_judge(
 ) -> None:
     """Judge a canary against its baseline: exit 0 PROMOTE, 1 ROLLBACK, 3 INCONCLUSIVE, 2 bad input."""
     with _user_errors():
-        b, c, cfg, which = _canary_inputs(baseline, canary, config, fmt, latency_unit, service, baseline_version,
-                                          canary_version, mode)
-        judge_fn, _ = _canary_functions(which)
+        b, c, cfg, judge_fn, _ = _canary_inputs(baseline, canary, config, fmt, latency_unit, service,
+                                                baseline_version, canary_version, mode)
         judgement = judge_fn(b, c, cfg)
         _canary_outputs(judgement, None, b, c, json_out, junit, markdown_out, plots)
     if not quiet:
         from meshsim.canary.report import render_judgement
 
-        render_judgement(judgement, Console(stderr=True) if json_out == "-" else _stdout_console())
+        render_judgement(judgement, _canary_console(json_out))
     raise typer.Exit(judgement.exit_code)
 
 
@@ -699,15 +713,14 @@ def canary_watch(
 ) -> None:
     """Replay time-ordered input look by look and report when the decision would have been reached."""
     with _user_errors():
-        b, c, cfg, which = _canary_inputs(baseline, canary, config, fmt, latency_unit, service, baseline_version,
-                                          canary_version, mode)
-        _, watch_fn = _canary_functions(which)
+        b, c, cfg, _, watch_fn = _canary_inputs(baseline, canary, config, fmt, latency_unit, service,
+                                                baseline_version, canary_version, mode)
         result = watch_fn(b, c, cfg)
         _canary_outputs(result.final, result, b, c, json_out, junit, markdown_out, plots)
     if not quiet:
         from meshsim.canary.report import render_watch
 
-        render_watch(result, Console(stderr=True) if json_out == "-" else _stdout_console(), every=every)
+        render_watch(result, _canary_console(json_out), every=every)
     from meshsim.canary import EXIT_CODES
 
     raise typer.Exit(EXIT_CODES[result.decision])
@@ -937,6 +950,36 @@ def capacity(
     if not quiet:
         typer.echo(res.render())
     raise typer.Exit(0 if res.answer is not None else 1)
+
+
+# ---- report (meshsim/report) ------------------------------------------------------------------
+
+
+def _write_report(source: Any, html: Path | None, markdown: Path | None, quiet: bool) -> None:
+    from meshsim.report import write_run_report
+
+    paths = write_run_report(source, html=html, markdown=markdown)
+    if not quiet:
+        for p in paths:
+            if p.suffix in (".html", ".md"):
+                typer.echo(f"wrote {p}")
+
+
+@app.command("report")
+def report_command(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory written by meshsim run -o DIR.", show_default=False)],
+    html: Annotated[
+        Path | None, typer.Option("-o", "--out", help="HTML file to write (default RUN_DIR/report.html).")
+    ] = None,
+    markdown: Annotated[
+        Path | None,
+        typer.Option("--markdown", help="Also write this Markdown file, its PNGs in plots/ beside it."),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
+) -> None:
+    """Write a run's report: one self-contained HTML file (plots embedded) and, optionally, Markdown."""
+    with _user_errors():
+        _write_report(run_dir, html if html is not None else run_dir / "report.html", markdown, quiet)
 
 
 def main() -> None:

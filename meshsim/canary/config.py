@@ -27,13 +27,13 @@ import math
 import os
 import re
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from meshsim._exceptions import ConfigError
+from meshsim._yaml import read_text, yaml_error
 from meshsim.units import parse_duration
 
 __all__ = [
@@ -721,24 +721,12 @@ def load_judge_config(path: str | os.PathLike[str]) -> JudgeConfig:
         Missing or unreadable file, YAML syntax error (with line and column),
         empty file, or any invalid field (with its path).
     """
-    p = Path(path)
     source = str(path)
-    if not p.exists():
-        raise ConfigError("no such file", source=source)
-    if p.is_dir():
-        raise ConfigError("is a directory, not a judge configuration file", source=source)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read: {exc}", source=source) from None
+    text = read_text(path, "a judge configuration file")
     try:
         data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        raise ConfigError(f"{where}YAML syntax error: {exc.problem or 'invalid YAML'}", source=source) from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"YAML error: {exc}", source=source) from None
+        raise yaml_error(exc, source) from None
     if data is None:
         raise ConfigError("the file is empty; a judge configuration needs at least 'metrics'", source=source)
     return parse_judge_config(data, source=source)

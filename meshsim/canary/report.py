@@ -20,7 +20,6 @@ import io
 import json
 import math
 import os
-import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from meshsim._files import atomic_write_bytes
 from meshsim.canary._model import EXIT_CODES, ArmData, Decision, Judgement, MetricResult, WatchResult
 
 __all__ = [
@@ -420,18 +420,7 @@ def atomic_write(path: str | os.PathLike[str], data: str | bytes) -> Path:
     """Write ``data`` to ``path`` through a temporary file in the same directory and ``os.replace``."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data.encode("utf-8") if isinstance(data, str) else data)
-        os.replace(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return p
+    return atomic_write_bytes(p, data.encode("utf-8") if isinstance(data, str) else data)
 
 
 def write_json(path: str | os.PathLike[str], judgement: Judgement, watch: WatchResult | None = None) -> Path:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import copy
 import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
 from meshsim._exceptions import ConfigError
+from meshsim._yaml import load_yaml, read_text
 from meshsim.config._errors import _vocabulary, config_error, format_path, parse_path
 from meshsim.config._scenario import Scenario
 from meshsim.policies._model import suggest
@@ -88,69 +88,12 @@ def load_scenario(path: str | os.PathLike[str]) -> Scenario:
         Missing or unreadable file, YAML syntax error (with line and column),
         duplicate key, empty file, or any invalid field (with its path).
     """
-    p = Path(path)
     source = str(path)
-    if not p.exists():
-        raise ConfigError("no such file", source=source)
-    if p.is_dir():
-        raise ConfigError("is a directory, not a scenario file", source=source)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", source=source) from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read: {exc.strerror}", source=source) from None
-    data = _load_yaml(text, source)
+    text = read_text(path, "a scenario file")
+    data = load_yaml(text, source)
     if data is None:
         raise ConfigError(f"the file is empty; a scenario needs at least {_TOP_KEYS}", source=source)
     return parse_scenario(data, source=source)
-
-
-def _mark(err: yaml.MarkedYAMLError) -> str:
-    mark = err.problem_mark or err.context_mark
-    return f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-
-
-def _load_yaml(text: str, source: str) -> Any:
-    try:
-        _refuse_duplicate_keys(yaml.compose(text, Loader=yaml.SafeLoader), source)
-        return yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        problem = exc.problem or exc.context or "invalid YAML"
-        extra = f" ({exc.context})" if exc.context and exc.problem else ""
-        what = (
-            "unsupported YAML" if isinstance(exc, yaml.constructor.ConstructorError) else "YAML syntax error"
-        )
-        raise ConfigError(f"{_mark(exc)}{what}: {problem}{extra}", source=source) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"YAML error: {exc}", source=source) from None
-
-
-def _refuse_duplicate_keys(node: yaml.Node | None, source: str) -> None:
-    """YAML silently keeps the last of two equal keys; a scenario refuses them."""
-    todo = [node] if node is not None else []
-    seen_nodes: set[int] = set()
-    while todo:
-        n = todo.pop()
-        if id(n) in seen_nodes:
-            continue
-        seen_nodes.add(id(n))
-        if isinstance(n, yaml.MappingNode):
-            first: dict[Any, yaml.Node] = {}
-            for key, value in n.value:
-                if isinstance(key, yaml.ScalarNode):
-                    if key.value in first and key.tag == first[key.value].tag:
-                        prev = first[key.value].start_mark
-                        mark = key.start_mark
-                        raise ConfigError(
-                            f"line {mark.line + 1}, column {mark.column + 1}: duplicate key {key.value!r}"
-                            f" (first at line {prev.line + 1})",
-                            source=source,
-                        )
-                    first[key.value] = key
-                todo.append(value)
-        elif isinstance(n, yaml.SequenceNode):
-            todo.extend(n.value)
 
 
 # --------------------------------------------------------------------------------------------------

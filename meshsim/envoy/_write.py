@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -13,6 +11,7 @@ from typing import Any
 import yaml
 
 from meshsim._exceptions import ConfigError
+from meshsim._files import move_into, staging_directory
 
 __all__ = ["FORMATS", "dumps", "write_bootstraps"]
 
@@ -109,9 +108,7 @@ def write_bootstraps(
     outdir = Path(outdir)
     if outdir.exists() and not outdir.is_dir():
         raise ConfigError(f"{outdir}: not a directory")
-    outdir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", suffix=".tmp", dir=outdir.parent))
-    try:
+    with staging_directory(outdir) as tmp:
         staged = []
         for name, bootstrap in bootstraps.items():
             fname = f"{name}.{fmt}"
@@ -124,10 +121,4 @@ def write_bootstraps(
                 stale = outdir / f"{name}.{other}"
                 if other != fmt and stale.is_file():
                     stale.unlink()
-        paths = []
-        for fname in staged:
-            os.replace(tmp / fname, outdir / fname)
-            paths.append(outdir / fname)
-        return paths
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        return move_into(tmp, outdir, staged)

@@ -63,6 +63,7 @@ import pandas as pd
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from meshsim._exceptions import ConfigError
+from meshsim._yaml import load_yaml, read_text
 from meshsim.config import Fault, Scenario, apply_overrides, load_scenario, parse_scenario
 from meshsim.config._errors import _vocabulary, config_error
 from meshsim.policies._model import PolicyModel, refuse, suggest
@@ -420,17 +421,7 @@ class Variant:
 
 
 def _read_yaml(path: Path, what: str) -> Any:
-    if not path.exists():
-        raise ConfigError("no such file", source=str(path))
-    if path.is_dir():
-        raise ConfigError(f"is a directory, not {what}", source=str(path))
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read: {exc}", source=str(path)) from None
-    from meshsim.config._loader import _load_yaml
-
-    return _load_yaml(text, str(path))
+    return load_yaml(read_text(path, what), str(path))
 
 
 def load_experiment(path: str | os.PathLike[str]) -> Experiment:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,8 @@ from pydantic import ValidationError
 from pydantic_core import PydanticCustomError
 
 from meshsim._exceptions import ConfigError
+from meshsim._files import atomic_write_text
+from meshsim._yaml import read_text, refuse_duplicate_keys, yaml_error
 
 __all__ = ["Where", "Warnings", "ImportResult", "read_documents", "reader_error", "seconds_text", "finish",
            "NAME_RE"]
@@ -142,25 +143,6 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _yaml_duplicates(node: yaml.Node | None, source: str) -> None:
-    todo = [node] if node is not None else []
-    while todo:
-        n = todo.pop()
-        if isinstance(n, yaml.MappingNode):
-            seen: dict[Any, yaml.Node] = {}
-            for key, value in n.value:
-                if isinstance(key, yaml.ScalarNode):
-                    if key.value in seen:
-                        m, prev = key.start_mark, seen[key.value].start_mark
-                        raise ConfigError(
-                            f"line {m.line + 1}, column {m.column + 1}: duplicate key {key.value!r}"
-                            f" (first at line {prev.line + 1})", source=source)
-                    seen[key.value] = key
-                todo.append(value)
-        elif isinstance(n, yaml.SequenceNode):
-            todo.extend(n.value)
-
-
 def read_documents(path: str | os.PathLike[str]) -> list[Any]:
     """The documents of a JSON or (multi-document) YAML file, in order.
 
@@ -169,18 +151,8 @@ def read_documents(path: str | os.PathLike[str]) -> list[Any]:
     empty YAML documents are skipped. Duplicate keys are refused (JSON and
     YAML would silently keep the last).
     """
-    p = Path(path)
     source = str(path)
-    if not p.exists():
-        raise ConfigError("no such file", source=source)
-    if p.is_dir():
-        raise ConfigError("is a directory, not a file", source=source)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", source=source) from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read: {exc.strerror}", source=source) from None
+    text = read_text(path)
     stripped = text.lstrip()
     docs: list[Any]
     if stripped.startswith(("{", "[")):
@@ -195,14 +167,10 @@ def read_documents(path: str | os.PathLike[str]) -> list[Any]:
     else:
         try:
             for node in yaml.compose_all(text, Loader=yaml.SafeLoader):
-                _yaml_duplicates(node, source)
+                refuse_duplicate_keys(node, source)
             docs = [d for d in yaml.safe_load_all(text) if d is not None]
-        except yaml.MarkedYAMLError as exc:
-            mark = exc.problem_mark or exc.context_mark
-            at = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-            raise ConfigError(f"{at}YAML syntax error: {exc.problem or exc.context}", source=source) from None
         except yaml.YAMLError as exc:
-            raise ConfigError(f"YAML error: {exc}", source=source) from None
+            raise yaml_error(exc, source) from None
     out: list[Any] = []
     for d in docs:
         if isinstance(d, Mapping) and d.get("kind") == "List" and isinstance(d.get("items"), list):
@@ -299,18 +267,7 @@ class ImportResult:
         directory = out.parent if str(out.parent) else Path(".")
         if not directory.is_dir():
             raise ConfigError(f"{out}: the directory {directory} does not exist")
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=directory)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(self.text)
-            os.replace(tmp, out)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
-        return out
+        return atomic_write_text(out, self.text)
 
 
 def finish(scenario: dict[str, Any], header: Sequence[str], warnings: Warnings, source: str) -> ImportResult:

@@ -69,8 +69,6 @@ import copy
 import math
 import os
 import re
-import shutil
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,6 +78,8 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from meshsim._exceptions import ConfigError
+from meshsim._files import atomic_write_text, move_into, staging_directory
+from meshsim._yaml import read_text, refuse_duplicate_keys, yaml_mark
 from meshsim.config import MeshPolicy, Scenario, parse_scenario
 from meshsim.config._errors import problems_of
 from meshsim.interop._istio_schema import MESSAGES, SchemaError, check
@@ -230,37 +230,15 @@ class _Doc:
 
 def _yaml_error(exc: yaml.YAMLError, source: str) -> ConfigError:
     if isinstance(exc, yaml.MarkedYAMLError):
-        mark = exc.problem_mark or exc.context_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        return ConfigError(f"{where}{exc.problem or exc.context or 'invalid YAML'}", source=source)
+        return ConfigError(f"{yaml_mark(exc)}{exc.problem or exc.context or 'invalid YAML'}", source=source)
     return ConfigError(f"invalid YAML: {exc}", source=source)
-
-
-def _refuse_duplicate_keys(node: yaml.Node | None, source: str) -> None:
-    todo = [node] if node is not None else []
-    while todo:
-        n = todo.pop()
-        if isinstance(n, yaml.MappingNode):
-            seen: set[Any] = set()
-            for k, v in n.value:
-                if isinstance(k, yaml.ScalarNode):
-                    if k.value in seen:
-                        raise ConfigError(
-                            f"line {k.start_mark.line + 1}, column {k.start_mark.column + 1}: "
-                            f"duplicate key {k.value!r}",
-                            source=source,
-                        )
-                    seen.add(k.value)
-                todo.append(v)
-        elif isinstance(n, yaml.SequenceNode):
-            todo.extend(n.value)
 
 
 def _read_documents(text: str, source: str, notes: list[str]) -> list[_Doc]:
     """The VirtualServices and DestinationRules of one file (other kinds are skipped, with a note)."""
     try:
         for node in yaml.compose_all(text, Loader=yaml.SafeLoader):
-            _refuse_duplicate_keys(node, source)
+            refuse_duplicate_keys(node, source)
         raw = list(yaml.safe_load_all(text))
     except yaml.YAMLError as exc:
         raise _yaml_error(exc, source) from None
@@ -813,12 +791,7 @@ def import_istio(
         path = Path(p)
         if not path.is_file():
             raise ConfigError("no such file" if not path.exists() else "not a file", source=source)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as exc:
-            raise ConfigError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", source=source) from None
-        except OSError as exc:
-            raise ConfigError(f"cannot read: {exc.strerror}", source=source) from None
+        text = read_text(path)
         docs.extend(_read_documents(text, source, notes))
     topo_scn: Scenario | None
     raw_topology: dict[str, Any] | None
@@ -1545,16 +1518,7 @@ def write_scenario(path: str | os.PathLike[str], imported: IstioImport) -> Path:
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    text = scenario_text(imported)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return target
+    return atomic_write_text(target, scenario_text(imported))
 
 
 # -------------------------------------------------------------------------------------------------
@@ -2173,9 +2137,7 @@ def write_istio(outdir: str | os.PathLike[str], exported: IstioExport) -> list[P
     out = Path(outdir)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out}: not a directory")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
+    with staging_directory(out) as tmp:
         for fname, text in exported.files.items():
             (tmp / fname).write_text(text, encoding="utf-8")
         out.mkdir(exist_ok=True)
@@ -2187,10 +2149,4 @@ def write_istio(outdir: str | os.PathLike[str], exported: IstioExport) -> list[P
                     continue
                 if first.startswith(_MARK):
                     stale.unlink()
-        paths = []
-        for fname in exported.files:
-            os.replace(tmp / fname, out / fname)
-            paths.append(out / fname)
-        return paths
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        return move_into(tmp, out, exported.files)

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from meshsim._exceptions import ConfigError
+from meshsim._yaml import read_text, yaml_error
 from meshsim.lint._finding import CODES, Code, Finding, Severity
 from meshsim.lint._istio import ISTIO_KINDS, is_istio
 from meshsim.lint._istio import lint_istio as _lint_istio
@@ -92,10 +93,7 @@ def _load_documents(path: Path) -> list[Any]:
         raise ConfigError("no such file", source=source)
     if not path.is_file():
         raise ConfigError("not a file", source=source)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read: {exc}", source=source) from None
+    text = read_text(path)
     if path.suffix.lower() == ".json":
         try:
             return [json.loads(text)]
@@ -104,10 +102,7 @@ def _load_documents(path: Path) -> list[Any]:
     try:
         docs = [d for d in yaml.safe_load_all(text) if d is not None]
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(f"{where}YAML syntax error: {problem}", source=source) from None
+        raise yaml_error(exc, source) from None
     # a Kubernetes List (what `kubectl get ... -o yaml` prints) is read item by item
     out: list[Any] = []
     for d in docs:

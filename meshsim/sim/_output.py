@@ -12,8 +12,6 @@ import json
 import math
 import os
 import re
-import shutil
-import tempfile
 from collections.abc import Mapping
 from importlib.util import find_spec
 from pathlib import Path
@@ -23,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from meshsim._exceptions import ConfigError
+from meshsim._files import move_into, staging_directory
 
 __all__ = ["write_run", "summary_json", "FORMATS"]
 
@@ -89,9 +88,7 @@ def write_run(
         if not _NAME_RE.match(name) or name == "summary":
             raise ValueError(f"table name {name!r} must be a plain file name (letters, digits, _ . -) other than 'summary'")
     outdir = Path(outdir)
-    outdir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", suffix=".tmp", dir=outdir.parent))
-    try:
+    with staging_directory(outdir) as tmp:
         staged: list[str] = []
         for name, df in tables.items():
             if df is None:
@@ -109,13 +106,7 @@ def write_run(
                 stale = outdir / f"{name}{suffix}"
                 if stale.name not in written and stale.is_file():
                     stale.unlink()
-        paths = []
-        for fname in staged:
-            os.replace(tmp / fname, outdir / fname)
-            paths.append(outdir / fname)
-        return paths
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        return move_into(tmp, outdir, staged)
 
 
 def summary_json(summary: Mapping[str, Any]) -> str:
