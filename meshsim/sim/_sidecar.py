@@ -83,8 +83,8 @@ class Call:
     __slots__ = (
         "callbacks", "rid", "caller", "czone", "service", "parent", "attrs", "depth", "on_resp", "optional",
         "t_send", "status", "flags", "try_no", "host", "t_arrive", "t_start", "t_done",
-        "dest", "route", "cluster", "retry", "active", "done", "per_try", "hash_key",
-        "abandoned", "mirror", "retries_waiting", "__weakref__",
+        "dest", "route", "cluster", "retry", "active", "done", "hash_key",
+        "abandoned", "retries_waiting", "__weakref__",
     )
     _ok = True
     is_call = True
@@ -105,7 +105,6 @@ class Call:
         self.dest = dest
         self.route: Any = None
         self.cluster: Any = None
-        self.per_try = 0.0
         self.hash_key: Any = None
         self.status = 0
         self.flags = 0
@@ -118,7 +117,6 @@ class Call:
         self.done = False
         self.retry: Any = None
         self.abandoned = False  # set by the caller's handler once it took the answer
-        self.mirror = False
         self.retries_waiting = 0  # retries in their back-off wait
 
 
@@ -385,7 +383,7 @@ class RouteRT:
     """One route's policies, compiled for the hot path."""
 
     __slots__ = ("timeout", "per_try_timeout", "retry_policy", "retry_rt", "hedge", "fault_injector", "mirror",
-                 "extras")
+                 "extras", "route_q", "try_q")
 
     def __init__(self, rp: Any) -> None:
 
@@ -400,6 +398,9 @@ class RouteRT:
         self.mirror = rp.mirror
         #: mirroring or a fault filter: ``send`` takes its longer way
         self.extras = self.mirror is not None or self.fault_injector is not None
+        #: the route and per-try timeout queues (``Sidecars``' shared ones of these lengths), None when off
+        self.route_q: DeadlineQueue | None = None
+        self.try_q: DeadlineQueue | None = None
 
 
 class Destination:
@@ -413,6 +414,11 @@ class Destination:
         n = len(policy.routes)
         self.routes = [RouteRT(policy.route_policies(i)) for i in range(n)] if n \
             else [RouteRT(policy.route_policies(None))]
+        for route in self.routes:
+            if route.timeout > 0:
+                route.route_q = sim.sidecars._route_queue(route.timeout)
+            if route.per_try_timeout > 0:
+                route.try_q = sim.sidecars._try_queue(route.per_try_timeout)
         self.cluster_policies: dict[str | None, Any] = {v.name: policy.cluster_policies(v.name)
                                                         for v in service.versions}
         self.cluster_policies[None] = policy.cluster_policies(None)
@@ -527,13 +533,9 @@ class Sidecars:
                     t.callbacks = [self._after_fault_delay]
                     sim._schedule(t, d.delay_s)
                     return call
-        # _start, inlined: once per request
-        call.per_try = route.per_try_timeout
-        timeout = route.timeout
-        if timeout > 0:
-            q = self.route_queues.get(timeout)
-            if q is None:
-                q = self._route_queue(timeout)
+        # _start, inlined: once per request (the route timeout)
+        q = route.route_q
+        if q is not None:
             deadline = now + q.length  # DeadlineQueue.add, inlined
             q.items.append((deadline, ref(call)))
             if q.armed_at is None:
@@ -559,11 +561,8 @@ class Sidecars:
         # first try succeeds never needs one, and Envoy's shouldRetry would answer NO without effects
         # (inlined in ``send`` for requests without a fault delay: keep the two in step)
         route = call.route
-        call.per_try = route.per_try_timeout
-        if route.timeout > 0:
-            q = self.route_queues.get(route.timeout)
-            if q is None:
-                q = self._route_queue(route.timeout)
+        q = route.route_q
+        if q is not None:
             deadline = now + q.length  # DeadlineQueue.add, inlined: once per request
             q.items.append((deadline, ref(call)))
             if q.armed_at is None:
@@ -620,11 +619,8 @@ class Sidecars:
             call.active.append(att)
             # _send, inlined for a try that has its stream at once
             cl.act[host] += 1
-            per_try = call.per_try
-            if per_try > 0:
-                q = self.try_queues.get(per_try)
-                if q is None:
-                    q = self._try_queue(per_try)
+            q = call.route.try_q
+            if q is not None:
                 deadline = now + q.length  # DeadlineQueue.add, inlined: once per try
                 q.items.append((deadline, ref(att)))
                 if q.armed_at is None:
@@ -651,10 +647,8 @@ class Sidecars:
         if call.done:  # pragma: no cover - the pool was told when the call ended
             return
         call.cluster.act[att.host] += 1
-        if call.per_try > 0:
-            q = self.try_queues.get(call.per_try)
-            if q is None:
-                q = self._try_queue(call.per_try)
+        q = call.route.try_q
+        if q is not None:
             deadline = now + q.length  # DeadlineQueue.add, inlined: once per try
             q.items.append((deadline, ref(att)))
             if q.armed_at is None:
