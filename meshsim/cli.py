@@ -10,6 +10,7 @@
     meshsim import istio|appmesh|isotope FILES... -o SCENARIO
     meshsim lint FILES... [--strict] [--no-measure] [--json] [--seed N]   (SCENARIO, ENVOY_CONFIG or ISTIO_FILES)
     meshsim chaos EXPERIMENT [--compare VARIANT...] [--replications N] [--seed N] [--json] [-o DIR]
+    meshsim rollout PLAN [--seeds N] [--json] [-o DIR]
 
 Any ``MeshsimError`` (an invalid scenario above all) is printed as one line,
 ``error: <message>``, on stderr with exit code 2 and no traceback; typer's own
@@ -980,6 +981,46 @@ def report_command(
     """Write a run's report: one self-contained HTML file (plots embedded) and, optionally, Markdown."""
     with _user_errors():
         _write_report(run_dir, html if html is not None else run_dir / "report.html", markdown, quiet)
+
+
+# ---- rollout (meshsim/experiments/rollout.py) ----------------------------------------------
+#   meshsim rollout PLAN [--seeds N] [--json] [-o DIR] [--workers N] [--quiet]
+
+
+@app.command("rollout")
+def rollout_command(
+    plan_file: Annotated[Path, typer.Argument(help="Rollout plan YAML file.", show_default=False)],
+    seeds: Annotated[
+        int, typer.Option("--seeds", min=1, help="Simulate the plan for N seeds and report its power (exit 0).")
+    ] = 1,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,
+    out: Annotated[
+        Path | None, typer.Option("-o", "--out", help="Write rollout.json and outcomes.csv here.")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", min=1, help="Local processes for --seeds (default: the cores).")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing; the exit code tells.")] = False,
+) -> None:
+    """Simulate a progressive rollout: exit 0 promoted, 1 rolled back, 3 inconclusive (0 with --seeds), 2 bad input."""
+    import json
+
+    with _user_errors():
+        _scenario_file(plan_file)
+        from meshsim.experiments import rollout as rollout_api
+
+        plan = rollout_api.load_plan(plan_file)
+        study = rollout_api.run_rollout(plan, seeds=seeds, workers=workers,
+                                        progress=False if (quiet or as_json) else None)
+        if out is not None:
+            paths = rollout_api.write_outputs(study, out)
+            if not quiet and not as_json:
+                typer.echo(f"wrote {_plural(len(paths), 'file')} to {out}")
+    if as_json:
+        typer.echo(json.dumps(rollout_api.jsonable(study.to_dict()), indent=2))
+    elif not quiet:
+        rollout_api.render(study, plan, _stdout_console())
+    raise typer.Exit(study.outcomes[0].exit_code if seeds == 1 else 0)
 
 
 def main() -> None:

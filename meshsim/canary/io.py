@@ -56,6 +56,7 @@ from meshsim.canary._model import ArmData
 __all__ = [
     "read_arms",
     "read_arm",
+    "arms_from_attempts",
     "detect_format",
     "per_minute",
     "is_error",
@@ -1022,22 +1023,8 @@ def _read_run(path: Path, *, name: str, service: str | None, version: str | None
     warmup = float(summary.get("warmup_s") or 0.0)
     att = _run_table(path, "attempts")
     if att is not None:
-        df = _read_table(att)
-        missing = [c for c in ("service", "version", "start_s", "latency_s", "status") if c not in df.columns]
-        if missing:
-            raise _fail(att, f"missing column(s) {', '.join(missing)}; not an attempts table of meshsim run -o")
-        rows = df[(df["service"].astype(str) == service) & (df["version"].astype(str) == version)]
-        if rows.empty:
-            present = sorted({f"{s}/{v}" for s, v in zip(df["service"].astype(str), df["version"].astype(str),
-                                                          strict=True)})
-            raise _fail(att, f"no attempts to {service} version {version!r}; present: {', '.join(present)}")
-        start_s = rows["start_s"].to_numpy(dtype=float)
-        lat = rows["latency_s"].to_numpy(dtype=float)
-        status = rows["status"].to_numpy(dtype=np.int64)
-        keep = (start_s >= warmup) & ~((status == 0) & ~np.isfinite(lat))  # unfinished at the end: censored
-        if not keep.any():
-            raise _fail(att, f"no finished attempts to {service} version {version!r} after the warm-up")
-        return _requests_raw(start_s[keep], lat[keep], status[keep], name=name, source=f"{path} ({service} {version})")
+        return _attempts_raw(_read_table(att), att, name=name, service=service, version=version, warmup=warmup,
+                             source=f"{path} ({service} {version})")
     ts_file = _run_table(path, "timeseries")
     if ts_file is None:
         raise _fail(path, "no attempts or timeseries table; run `meshsim run SCENARIO -o DIR` (--record full for "
@@ -1067,6 +1054,66 @@ def _read_run(path: Path, *, name: str, service: str | None, version: str | None
         return ArmData(name, minutes=_complete_grid(frame, n), source=source)
 
     return _Raw(name, source, first, last, build)
+
+
+def _attempts_raw(df: pd.DataFrame, where: Any, *, name: str, service: str, version: str, warmup: float,
+                  source: str) -> _Raw:
+    """One version's attempts of a meshsim attempts table (``RunResult.attempts``) as an arm's raw requests."""
+    missing = [c for c in ("service", "version", "start_s", "latency_s", "status") if c not in df.columns]
+    if missing:
+        raise _fail(where, f"missing column(s) {', '.join(missing)}; not an attempts table of meshsim run -o")
+    rows = df[(df["service"].astype(str) == service) & (df["version"].astype(str) == version)]
+    if rows.empty:
+        present = sorted({f"{s}/{v}" for s, v in zip(df["service"].astype(str), df["version"].astype(str),
+                                                      strict=True)})
+        raise _fail(where, f"no attempts to {service} version {version!r}; present: {', '.join(present)}")
+    start_s = rows["start_s"].to_numpy(dtype=float)
+    lat = rows["latency_s"].to_numpy(dtype=float)
+    status = rows["status"].to_numpy(dtype=np.int64)
+    keep = (start_s >= warmup) & ~((status == 0) & ~np.isfinite(lat))  # unfinished at the end: censored
+    if not keep.any():
+        raise _fail(where, f"no finished attempts to {service} version {version!r} after the warm-up")
+    return _requests_raw(start_s[keep], lat[keep], status[keep], name=name, source=source)
+
+
+def arms_from_attempts(
+    attempts: pd.DataFrame,
+    *,
+    service: str,
+    baseline_version: str,
+    canary_version: str,
+    start: float = 0.0,
+    until: float | None = None,
+    source: str = "run",
+) -> tuple[ArmData, ArmData]:
+    """Both arms from an in-memory meshsim attempts table (``RunResult.attempts``).
+
+    The same path as a run directory read by :func:`read_arms` (``fmt="run"``):
+    the attempts to each version of ``service`` that started at or after
+    ``start`` (the warm-up; unfinished attempts are censored) are that arm's
+    requests, and minute 0 starts **at** ``start`` (not at the first attempt),
+    so minute ``k`` is ``[start + 60 k, start + 60 (k + 1))`` of the run.
+
+    Parameters
+    ----------
+    attempts
+        A ``RunResult.attempts`` frame (columns ``service``, ``version``,
+        ``start_s``, ``latency_s``, ``status``).
+    service, baseline_version, canary_version
+        The service and its two versions to compare.
+    start
+        Run time (s) of minute 0; earlier attempts are dropped.
+    until
+        Run time (s) the grid ends at (default: the last attempt).
+    source
+        Where the table came from, for messages.
+    """
+    raws = [_attempts_raw(attempts, source, name=name, service=service, version=version, warmup=start,
+                          source=f"{source} ({service} {version})")
+            for name, version in (("baseline", baseline_version), ("canary", canary_version))]
+    last = max(r.last for r in raws) if until is None else float(until) - 1e-9
+    n = _n_minutes(start, last, start)
+    return raws[0].build(start, n), raws[1].build(start, n)
 
 
 def _sorted_quantile(sorted_values: np.ndarray, p: float) -> float:

@@ -894,16 +894,20 @@ _Picker = Callable[[float], str]
 
 
 def _picker(route: Route) -> _Picker:
-    live = [d for d in route.destinations if d.weight > 0]
+    return _weighted_picker([(d.version, d.weight) for d in route.destinations])
+
+
+def _weighted_picker(weights: Sequence[tuple[str, int]]) -> _Picker:
+    live = [(v, w) for v, w in weights if w > 0]
     if len(live) == 1:
-        only = live[0].version
+        only = live[0][0]
         return lambda u: only
-    names = [d.version for d in live]
-    total = float(sum(d.weight for d in live))
+    names = [v for v, _ in live]
+    total = float(sum(w for _, w in live))
     cum: list[float] = []
     acc = 0
-    for d in live:
-        acc += d.weight
+    for _, w in live:
+        acc += w
         cum.append(float(acc))
     last = len(names) - 1
 
@@ -970,7 +974,7 @@ class Router:
     ('v1', 'v3')
     """
 
-    __slots__ = ("routes", "versions", "_compiled", "_first")
+    __slots__ = ("routes", "versions", "_compiled", "_first", "_weights")
 
     def __init__(self, policy: RoutingPolicy | Sequence[Route], versions: Sequence[str]) -> None:
         routes = tuple(policy.routes if isinstance(policy, RoutingPolicy) else policy)
@@ -992,6 +996,66 @@ class Router:
                 break
         self._compiled = tuple(compiled)
         self._first: _Picker | None = compiled[0][1] if compiled and compiled[0][0] is None else None
+        self._weights: list[tuple[tuple[str, int], ...]] = [
+            tuple((d.version, d.weight) for d in route.destinations) for route in routes[: len(compiled)]]
+
+    def weights(self, route_index: int) -> dict[str, int]:
+        """The current weight of each destination of route ``route_index`` (after :meth:`set_weights`)."""
+        self._check_index(route_index)
+        return dict(self._weights[route_index])
+
+    def set_weights(self, route_index: int, weights: Mapping[str, int]) -> None:
+        """Change the weighted destinations of route ``route_index`` from now on (progressive delivery).
+
+        Parameters
+        ----------
+        route_index
+            Index in :attr:`routes` (a route after the first unconditional one never matches
+            and cannot be changed).
+        weights
+            Version -> integer weight >= 0, with a positive sum; versions must be in
+            :attr:`versions`. Destinations not named get weight 0.
+
+        Notes
+        -----
+        Only the route's weighted picker is replaced: matching, the route's policies and
+        :attr:`routes` (the configured weights, as exported to Envoy) are unchanged, and
+        :meth:`select` and :meth:`pick` cost the same as before. The same uniform draw maps
+        to versions through the new cumulative weights, as Envoy's ``random % total``.
+
+        Examples
+        --------
+        >>> r = Router(RoutingPolicy.model_validate({"routes": [{"route": {"v1": 100}}]}), ["v1", "v2"])
+        >>> r.set_weights(0, {"v1": 90, "v2": 10})
+        >>> r.select("/", "GET", {}, 0.95), r.weights(0)
+        ('v2', {'v1': 90, 'v2': 10})
+        """
+        self._check_index(route_index)
+        pairs: list[tuple[str, int]] = []
+        for version, weight in weights.items():
+            if version not in self.versions:
+                raise ConfigError(f"set_weights: {version!r} is not a version; versions: {', '.join(self.versions)}",
+                                  path=f"routes[{route_index}].route")
+            if isinstance(weight, bool) or int(weight) != weight or weight < 0:
+                raise ConfigError(f"set_weights: weight {weight!r} of {version!r} must be a whole number >= 0",
+                                  path=f"routes[{route_index}].route")
+            pairs.append((version, int(weight)))
+        if sum(w for _, w in pairs) <= 0:
+            raise ConfigError(f"set_weights: the weights {dict(weights)!r} must have a positive sum",
+                              path=f"routes[{route_index}].route")
+        picker = _weighted_picker(pairs)
+        compiled = list(self._compiled)
+        matcher = compiled[route_index][0]
+        compiled[route_index] = (matcher, picker)
+        self._compiled = tuple(compiled)
+        if route_index == 0 and matcher is None:
+            self._first = picker
+        self._weights[route_index] = tuple(pairs)
+
+    def _check_index(self, route_index: int) -> None:
+        if not 0 <= route_index < len(self._compiled):
+            raise ConfigError(f"route index {route_index!r} is out of range: this router has "
+                              f"{len(self._compiled)} reachable route(s)")
 
     def match(self, path: str, method: str, headers: Mapping[str, str]) -> int | None:
         """Index in :attr:`routes` of the first route that matches, or ``None`` (404 ``NR``)."""

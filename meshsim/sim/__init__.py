@@ -39,7 +39,7 @@ __all__ = [
 
 
 def simulate(scenario, *, seed: int | None = None, replication: int = 0,
-             progress: Callable[[float], None] | None = None) -> RunResult:
+             progress: Callable[[float], None] | None = None, weight_changes=()) -> RunResult:
     """Run one replication of ``scenario`` and return its tables and summary.
 
     Parameters
@@ -52,6 +52,9 @@ def simulate(scenario, *, seed: int | None = None, replication: int = 0,
         Index of the replication: the same seed and index give identical results.
     progress
         Called with the fraction done (0..1) a few dozen times.
+    weight_changes
+        ``(time_s, service, route_index, {version: weight})`` tuples: route weights that
+        change during the run (see :class:`Simulation`).
 
     Examples
     --------
@@ -63,7 +66,7 @@ def simulate(scenario, *, seed: int | None = None, replication: int = 0,
     >>> r.summary["end_to_end"]["success_rate"]
     1.0
     """
-    sim = Simulation(scenario, seed=seed, replication=replication)
+    sim = Simulation(scenario, seed=seed, replication=replication, weight_changes=weight_changes)
     for message in sim.warnings:
         warnings.warn(message, MeshsimWarning, stacklevel=2)
     return sim.run(progress)

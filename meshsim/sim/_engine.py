@@ -21,7 +21,7 @@ from itertools import count
 from typing import Any
 from weakref import ref
 
-from meshsim._exceptions import SimulationError
+from meshsim._exceptions import ConfigError, SimulationError
 from meshsim.sim._env import MeshEnvironment
 from meshsim.sim._random import Streams
 from meshsim.sim._recorder import Recorder
@@ -92,15 +92,24 @@ class Simulation:
         Overrides ``scenario.seed``.
     replication
         Replication index (independent streams for the same seed).
+    weight_changes
+        Route weights that change during the run (progressive delivery), as
+        ``(time_s, service, route_index, {version: weight})`` tuples: at
+        ``time_s`` the route ``route_index`` of ``service``'s ``mesh`` routes
+        takes the new weights (:meth:`meshsim.policies.routing.Router.set_weights`).
+        The service must have routes. Checked here, before the run.
 
     Notes
     -----
     Events at the same time run in the order they were scheduled (SimPy's
     insertion counter), and no code iterates over a set, so one seed gives
-    identical results.
+    identical results. A weight change is scheduled URGENT, so it applies
+    before any request that starts at the same instant; without weight changes
+    nothing is scheduled and the hot path is unchanged.
     """
 
-    def __init__(self, scenario, *, seed: int | None = None, replication: int = 0) -> None:
+    def __init__(self, scenario, *, seed: int | None = None, replication: int = 0,
+                 weight_changes=()) -> None:
         self.scenario = scenario
         self.seed = scenario.seed if seed is None else int(seed)
         self.replication = replication
@@ -120,6 +129,7 @@ class Simulation:
         nslots = int(math.ceil(self.end_time)) + 2
         self.nslots = nslots
         self._build_services(nslots)
+        self.weight_changes = self._check_weight_changes(weight_changes)
         self._build_network()
         self._build_mesh()
         #: the chaos block's actuators (``None`` without one: then nothing of the hot path changes)
@@ -192,6 +202,35 @@ class Simulation:
             v.up = len(v.hosts)
             for h in v.hosts:
                 h.simple = v.simple
+
+    def _check_weight_changes(self, changes) -> list[tuple[float, Any, int, dict[str, int]]]:
+        """``weight_changes`` validated (service, route, versions, weights, time), in time order."""
+        out = []
+        for k, change in enumerate(changes):
+            try:
+                time_s, service, index, weights = change
+            except (TypeError, ValueError):
+                raise ConfigError(f"weight_changes[{k}]: expected (time_s, service, route_index, weights), "
+                                      f"got {change!r}") from None
+            svc = self.services.get(service)
+            if svc is None or svc.router is None:
+                with_routes = [n for n, s in self.services.items() if s.router is not None]
+                raise ConfigError(f"weight_changes[{k}]: service {service!r} has no mesh routes; services "
+                                      f"with routes: {', '.join(with_routes) or 'none'}")
+            t = float(time_s)
+            if not 0.0 <= t <= self.end_time:
+                raise ConfigError(f"weight_changes[{k}]: time {time_s!r} is outside the run [0, {self.end_time:g}] s")
+            from meshsim.policies.routing import Router
+
+            probe = Router(svc.router.routes, svc.router.versions)  # validates without touching the run's router
+            probe.set_weights(int(index), dict(weights))
+            out.append((t, svc, int(index), dict(weights)))
+        out.sort(key=lambda c: c[0])  # stable: same-time changes apply in the order given
+        return out
+
+    def _apply_weights(self, timer: Timer) -> None:
+        _, svc, index, weights = timer.obj  # type: ignore[misc]
+        svc.router.set_weights(index, weights)
 
     def _build_mesh(self) -> None:
         """Destinations with mesh policies get a router (``_sidecar``); the others a plain route timeout."""
@@ -718,6 +757,10 @@ class Simulation:
             src.start()
         if self.chaos is not None:
             self.chaos.start()
+        for change in self.weight_changes:
+            timer = Timer(change)
+            timer.callbacks = [self._apply_weights]
+            env.schedule(timer, 0, change[0])  # type: ignore[arg-type]  # URGENT: before requests at that instant
         env.process(self._sampler_process())
         self._area_at: dict[str, list[float]] = {}
         self._counted = 0  # seconds whose arrivals/completions are counted
