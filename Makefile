@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(VENV)/bin/meshsim run scenarios/bookinfo.yaml --seed 7 -o reports/demo
 
 test: $(STAMP)
-	$(PY) -m pytest -n 2 -q -m "not slow"
+	$(PY) -m pytest -n 2 -q -m "not slow" --doctest-modules tests meshsim
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow

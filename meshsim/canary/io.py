@@ -283,7 +283,7 @@ def histogram_quantile(q: float, le: np.ndarray, cumulative: np.ndarray) -> floa
     cum = np.maximum.accumulate(np.asarray(cumulative, dtype=float))  # Prometheus fixes non-monotone buckets
     if len(le) < 2 or not math.isinf(le[-1]) or not cum[-1] > 0 or not 0.0 <= q <= 1.0:
         return math.nan
-    rank = q * cum[-1]
+    rank = q * float(cum[-1])
     b = int(np.searchsorted(cum, rank, side="left"))
     if b >= len(le) - 1:
         return float(le[-2])
