@@ -849,13 +849,28 @@ def chaos_command(
 # ---- sweep, capacity (meshsim/experiments/sweep.py, capacity.py) ------------------------------
 #   meshsim sweep SCENARIO --set PATH=VALUES... [--replications N] [-o OUT.csv|.parquet]
 #                 [--workers N] [--scheduler tcp://HOST:PORT] [--seed N] [--seeds common|independent]
+#                 [--report DIR [--slo OBJ...]]
 #   meshsim capacity SCENARIO --slo OBJ... --vary PATH=VALUES [--maximize] [--scope S[/V]]
 #                 [--confidence 0.95] [--min-replications 3] [--max-replications 12] [-o OUT.csv]
+#                 [--report DIR]
 
 _Workers = Annotated[int | None, typer.Option("--workers", min=1,
                                               help="Local processes (default: the cores; 1 = serial).")]
 _Scheduler = Annotated[str | None, typer.Option("--scheduler", metavar="tcp://HOST:PORT",
                                                 help="Run on this Dask scheduler instead of local processes.")]
+
+
+def _parse_slos(items: list[str] | None) -> list[Any]:
+    from meshsim.experiments.capacity import parse_slo
+
+    return [parse_slo(s) for s in items or []]
+
+
+def _echo_written(paths: list[Path], quiet: bool) -> None:
+    if not quiet:
+        for p in paths:
+            if p.suffix in (".html", ".md"):
+                typer.echo(f"wrote {p}", err=True)
 
 
 def _experiment_base(scenario: Path, fixed: list[str] | None, record: Record) -> tuple[Any, dict[str, object]]:
@@ -887,6 +902,11 @@ def sweep(
                                               help="Level of the t intervals.")] = 0.95,
     record: Annotated[Record, typer.Option("--record", help="What each run keeps (summary is enough).")
                       ] = Record.summary,
+    report: Annotated[Path | None, typer.Option(
+        "--report", metavar="DIR", help="Write sweep.md and sweep.html (capacity curves, SLO heatmap) here.")
+    ] = None,
+    slo: Annotated[list[str] | None, typer.Option(
+        "--slo", help="Objective drawn and judged in the report, e.g. 'p99<=200ms' (repeatable).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
 ) -> None:
     """Run a scenario over a grid of field values, with replications and confidence intervals."""
@@ -894,11 +914,16 @@ def sweep(
         from meshsim.experiments.sweep import sweep as run_sweep
 
         scn, overrides = _experiment_base(scenario, None, record)
+        slos = _parse_slos(slo)
         res = run_sweep(scn, set_, replications=replications, seed=seed, seeds=seeds, confidence=confidence,
                         workers=workers, scheduler=scheduler, progress=False if quiet else None,
                         overrides=overrides)
         if out is not None:
             res.write(out)
+        if report is not None:
+            from meshsim.report import write_sweep_report
+
+            _echo_written(write_sweep_report(res, report, slos=slos), quiet)
     if quiet:
         return
     table = res.table
@@ -941,6 +966,9 @@ def capacity(
     scheduler: _Scheduler = None,
     record: Annotated[Record, typer.Option("--record", help="What each run keeps (summary is enough).")
                       ] = Record.summary,
+    report: Annotated[Path | None, typer.Option(
+        "--report", metavar="DIR", help="Write capacity.md and capacity.html (curve, answer, knee) here.")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
 ) -> None:
     """Find the fewest replicas (or, with --maximize, the highest rate) that meets the SLOs; exit 1 if none."""
@@ -958,6 +986,10 @@ def capacity(
             from meshsim.experiments.sweep import write_table
 
             write_table(res.evaluations, out)
+        if report is not None:
+            from meshsim.report import write_capacity_report
+
+            _echo_written(write_capacity_report(res, report), quiet)
     if not quiet:
         typer.echo(res.render())
     raise typer.Exit(0 if res.answer is not None else 1)
@@ -1005,7 +1037,8 @@ def rollout_command(
     ] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,
     out: Annotated[
-        Path | None, typer.Option("-o", "--out", help="Write rollout.json and outcomes.csv here.")
+        Path | None, typer.Option("-o", "--out", help="Write rollout.json, outcomes.csv and the report "
+                                                       "(rollout.md, rollout.html) here.")
     ] = None,
     workers: Annotated[
         int | None, typer.Option("--workers", min=1, help="Local processes for --seeds (default: the cores).")
@@ -1023,7 +1056,10 @@ def rollout_command(
         study = rollout_api.run_rollout(plan, seeds=seeds, workers=workers,
                                         progress=False if (quiet or as_json) else None)
         if out is not None:
+            from meshsim.report import write_rollout_report
+
             paths = rollout_api.write_outputs(study, out)
+            paths += [p for p in write_rollout_report(study, out, plan) if p.suffix in (".md", ".html")]
             if not quiet and not as_json:
                 typer.echo(f"wrote {_plural(len(paths), 'file')} to {out}")
     if as_json:

@@ -6,10 +6,30 @@ any report writer can reuse them.
 
 Run reports (:func:`build_run_report`, :func:`write_run_report`) turn a run
 directory or a ``RunResult`` into Markdown and one self-contained HTML file.
+Sweep and capacity reports (:func:`write_sweep_report`,
+:func:`write_capacity_report`: capacity curves, SLO heatmaps) and rollout
+reports (:func:`write_rollout_report`: the rollout timeline, decision times
+and plan power) are written the same way.
 """
 
+from meshsim.report._capacity import (
+    build_capacity_report,
+    build_sweep_report,
+    capacity_figure,
+    slo_heatmap_figure,
+    sweep_curves_figure,
+    write_capacity_report,
+    write_sweep_report,
+)
 from meshsim.report._markdown import fmt_number, markdown_table
 from meshsim.report._plots import Series, fault_spans, plot_over_time, save_figure, shade_faults, time_figure
+from meshsim.report._rollout import (
+    build_rollout_report,
+    decision_times_figure,
+    rollout_power_figure,
+    rollout_timeline_figure,
+    write_rollout_report,
+)
 from meshsim.report._run import (
     RunData,
     RunReport,
@@ -49,4 +69,16 @@ __all__ = [
     "success_figure",
     "throughput_figure",
     "resilience_figure",
+    "sweep_curves_figure",
+    "slo_heatmap_figure",
+    "capacity_figure",
+    "build_sweep_report",
+    "build_capacity_report",
+    "write_sweep_report",
+    "write_capacity_report",
+    "rollout_timeline_figure",
+    "decision_times_figure",
+    "rollout_power_figure",
+    "build_rollout_report",
+    "write_rollout_report",
 ]
