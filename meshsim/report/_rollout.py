@@ -176,13 +176,13 @@ def build_rollout_report(study: Any, plan: Any = None, *, title: str | None = No
                               f"{first.canary_requests} canary requests before the decision, {first.bad_requests} "
                               f"bad ({first.canary_errors} errors, {first.canary_slow} slower than the baseline's "
                               f"p99 {fmt_number(first.baseline_p99_s * 1e3)} ms)."))
-    blocks.append(_Block("table", headers=["step", "weight", "minute", "canary req.", "decision", "reason"],
+    blocks.append(_Block("table", headers=["step", "weight", "minute", "canary req. in the step", "decision", "reason"],
                          rows=[[str(s.step), f"{s.weight}%", f"{s.minute:g}", str(s.canary_requests), s.decision,
                                 s.reason] for s in first.steps],
                          align=["r", "r", "r", "r", "l", "l"]))
     if study.seeds > 1:
         blocks.append(_Block("h2", "Seeds"))
-        blocks.append(_Block("table", headers=["replication", "decision", "step", "minute", "canary req.", "bad"],
+        blocks.append(_Block("table", headers=["replication", "decision", "step", "minute", "canary req. before the decision", "bad"],
                              rows=[[str(o.replication), o.decision, str(o.step), f"{o.minute:g}",
                                     str(o.canary_requests), str(o.bad_requests)] for o in study.outcomes]))
     return RunReport(title=title or f"Rollout report: {study.plan}", blocks=blocks)
