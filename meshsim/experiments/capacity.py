@@ -69,6 +69,7 @@ from scipy import stats as _st
 from meshsim._exceptions import ConfigError
 from meshsim.experiments._executor import Executor, SimTask
 from meshsim.experiments.sweep import _normalize, _strip_source, check_effective, parse_values
+from meshsim.report._curves import knee
 
 __all__ = ["SLO", "parse_slo", "find_capacity", "CapacityResult", "knee", "METRICS", "STABLE_UTILIZATION"]
 
@@ -215,34 +216,6 @@ def _judge(summaries: list[dict], slos: Sequence[SLO], scope: str, confidence: f
 
 
 # ---------------------------------------------------------------------------- the knee
-def knee(xs: Sequence[float], ys: Sequence[float]) -> int | None:
-    """Index of the knee: the point farthest below the chord of the scaled curve, or None.
-
-    Parameters
-    ----------
-    xs, ys
-        The curve, ``xs`` increasing; at least three points.
-
-    Examples
-    --------
-    >>> knee([1, 2, 3, 4, 5, 6], [100, 40, 15, 10, 9.5, 9.2])
-    2
-    """
-    x = np.asarray(xs, dtype=float)
-    y = np.asarray(ys, dtype=float)
-    if len(x) < 3 or not (np.isfinite(x).all() and np.isfinite(y).all()) or x[-1] == x[0]:
-        return None
-    span = y.max() - y.min()
-    if span <= 0:
-        return None
-    xn = (x - x[0]) / (x[-1] - x[0])
-    yn = (y - y.min()) / span
-    chord = yn[0] + (yn[-1] - yn[0]) * xn
-    gap = chord - yn
-    i = int(np.argmax(gap[1:-1])) + 1
-    return i if gap[i] > 0 else None
-
-
 def _numeric(value: Any) -> float:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)

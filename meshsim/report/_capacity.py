@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from meshsim.report._curves import knee
 from meshsim.report._markdown import fmt_number
 from meshsim.report._plots import _pyplot
 from meshsim.report._run import RunReport, _Block, _deterministic_style, _figure
@@ -130,12 +131,6 @@ def _ticks(ax: Any, xs: np.ndarray, labels: list[str] | None) -> None:
         ax.set_xticklabels(labels, rotation=30, ha="right", fontsize=8)
 
 
-def _knee(xs: Sequence[float], ys: Sequence[float]) -> int | None:
-    from meshsim.experiments.capacity import knee
-
-    return knee(list(xs), list(ys))
-
-
 def _target_display(slo: Any) -> float:
     return float(slo.target) * _COLUMNS[slo.metric][1]
 
@@ -202,7 +197,7 @@ def sweep_curves_figure(table: pd.DataFrame, *, slos: Sequence[Any] = (), metric
         y0 = first[col].to_numpy(dtype=float)
         util = _busiest_utilization(table, first)
         keep = np.isfinite(y0) & (util < _STABLE_UTILIZATION)
-        k = _knee(x0[keep], y0[keep]) if keep.sum() >= 3 else None
+        k = knee(list(x0[keep]), list(y0[keep])) if keep.sum() >= 3 else None
         if k is not None:
             ax.axvline(x0[keep][k], color="tab:purple", linestyle=":", linewidth=1.4,
                        label=f"knee: {field}={first[field].to_numpy()[keep][k]}")
