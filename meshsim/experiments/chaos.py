@@ -64,8 +64,9 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from meshsim._exceptions import ConfigError
 from meshsim._yaml import load_yaml, read_text
-from meshsim.config import Fault, Scenario, apply_overrides, load_scenario, parse_scenario
+from meshsim.config import Fault, Scenario, apply_overrides, parse_scenario
 from meshsim.config._errors import _vocabulary, config_error
+from meshsim.experiments._common import scenario_of
 from meshsim.policies._model import PolicyModel, refuse, suggest
 from meshsim.units import format_duration, parse_duration, parse_fraction
 
@@ -464,16 +465,7 @@ def parse_experiment(data: Mapping[str, Any], source: str = "<experiment>",
     except ValidationError as exc:
         raise config_error(exc, data, source) from None
     base = Path(base_dir)
-    if isinstance(spec.scenario, str):
-        path = Path(spec.scenario)
-        if not path.is_absolute():
-            path = base / path
-        if not path.is_file():
-            raise ConfigError(f"scenario: {spec.scenario!r}: no such file (relative paths are taken from the "
-                              f"experiment file's directory, {base})", path="scenario", source=source)
-        scenario = load_scenario(path)
-    else:
-        scenario = parse_scenario(spec.scenario, source=f"{source}: scenario")
+    scenario = scenario_of(spec.scenario, base, source, "experiment")
     method = tuple(copy.deepcopy(list(data.get("method") or [])))
     scn = _prepare(spec, method, scenario, source, what="scenario")
     return Experiment(spec, scn, source, base, method, scenario)

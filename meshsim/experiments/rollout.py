@@ -96,8 +96,9 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from meshsim._exceptions import ConfigError
 from meshsim._yaml import load_yaml, read_text
-from meshsim.config import Scenario, apply_overrides, load_scenario, parse_scenario
+from meshsim.config import Scenario, apply_overrides, parse_scenario
 from meshsim.config._errors import _vocabulary, config_error
+from meshsim.experiments._common import scenario_of
 from meshsim.policies._model import PolicyModel, refuse
 from meshsim.units import format_duration, parse_duration, parse_fraction
 
@@ -391,15 +392,7 @@ def parse_plan(data: Mapping[str, Any], source: str = "<plan>", base_dir: str | 
     def refuse_(path: str, message: str) -> ConfigError:
         return ConfigError(f"{path}: {message}", path=path, source=source)
 
-    if isinstance(spec.scenario, str):
-        path = Path(spec.scenario)
-        path = path if path.is_absolute() else base / path
-        if not path.is_file():
-            raise refuse_("scenario", f"{spec.scenario!r}: no such file (relative paths are taken from the plan "
-                                      f"file's directory, {base})")
-        scenario = load_scenario(path)
-    else:
-        scenario = parse_scenario(spec.scenario, source=f"{source}: scenario")
+    scenario = scenario_of(spec.scenario, base, source, "plan")
     if spec.set:
         try:
             scenario = apply_overrides(scenario, spec.set)
