@@ -128,6 +128,7 @@ def long_run_variance_path(
     prior_minutes: float = 30.0,
     gate: float = 1.0,
     phi_max: float = 0.97,
+    phi_floor: float = 0.9,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """For every prefix of the series ``d`` (NaN = missing minute): n, mean, variance of the mean, n_eff.
 
@@ -144,7 +145,12 @@ def long_run_variance_path(
     ``gamma_0``); ``phi = gamma_2 / gamma_1`` is shrunk towards ``phi_prior`` with
     the weight of ``prior_minutes`` minutes; ``s`` is at least ``persistent_sd``
     (the prior on instance effects: a short series cannot tell a wandering
-    cluster effect from a real difference). ``n_eff = gamma_0 / var(mean)``.
+    cluster effect from a real difference). With that prior given, ``phi`` is at
+    least ``phi_floor``: the lag-2/lag-1 ratio of a short, demeaned series is
+    biased low, and an underestimated memory made the declared prior leak (an
+    A/A false-alarm rate of 7.5 % at a nominal 1 % with the true noise declared,
+    per-arm AR(1) rho 0.95, sd 5 %; 0 % with the floor, 200 runs each).
+    ``n_eff = gamma_0 / var(mean)``.
     All prefixes at once from cumulative sums.
     """
     d = np.asarray(d, dtype=float)
@@ -167,6 +173,8 @@ def long_run_variance_path(
         s2p = np.minimum(g1a / phi, g0)
         w = np.maximum(g0 - s2p, 0.0)
         s2p = np.maximum(s2p, persistent_sd**2)
+        if persistent_sd > 0:
+            phi = np.maximum(phi, phi_floor)
         var_mean = w / np.maximum(n, 1) + s2p * _ar1_mean_factor(n, phi)
         neff = np.clip(np.where(var_mean > 0, g0 / var_mean, n), 1.0, np.maximum(n, 1.0))
     return n, mean, var_mean, neff
