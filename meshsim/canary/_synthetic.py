@@ -3,7 +3,10 @@
 One run is two arms observed minute by minute for ``minutes`` minutes:
 
 * **traffic** -- requests per minute per arm ``Poisson(rate_per_arm * L(t))``, where the load factor
-  ``L(t)`` (a slow swing plus random bursts) is shared by both arms;
+  ``L(t)`` (a slow swing plus random bursts) is shared by both arms; with ``canary_share`` other
+  than 0.5 the total ``2 * rate_per_arm`` is split unequally: the canary gets
+  ``Poisson(canary_share * 2 * rate_per_arm * L(t))`` and the baseline the rest (e.g.
+  ``rate_per_arm=300, canary_share=0.1``: 540 and 60 requests/min);
 * **latency** -- per request a lognormal body (median ``median_s``, log-sd ``sigma``) with a
   Pareto tail (probability ``tail_prob``, shape ``tail_shape``), times ``L(t)^load_beta`` (load
   slows both arms), times the arm's **cluster effect** ``exp(u_arm(t))``: an AR(1) on the log
@@ -72,6 +75,17 @@ class SyntheticSpec:
     missing_frac: float = 0.0
     idle_frac: float = 0.0
     warmup_min: float = 0.0  # both arms slower (x1.5, fading) for the first minutes
+    canary_share: float = 0.5  # canary's share of the total traffic 2 * rate_per_arm (0.5: equal arms)
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.canary_share < 1.0:
+            raise ValueError(f"canary_share: {self.canary_share!r} is not in (0, 1)")
+
+    def arm_rate(self, canary: bool) -> float:
+        """Mean requests per minute of one arm (before the load factor)."""
+        if self.canary_share == 0.5:
+            return self.rate_per_arm
+        return 2.0 * self.rate_per_arm * (self.canary_share if canary else 1.0 - self.canary_share)
 
     def with_(self, **kw: object) -> SyntheticSpec:
         return replace(self, **kw)  # type: ignore[arg-type]
@@ -180,7 +194,7 @@ def _arm(
 ) -> tuple[ArmData, np.ndarray]:
     T = spec.minutes
     streams = rng.spawn(4)
-    n = streams[0].poisson(spec.rate_per_arm * load)
+    n = streams[0].poisson(spec.arm_rate(canary) * load)
     if canary and spec.idle_frac > 0:
         idle = streams[3].random(T) < spec.idle_frac
         n = np.where(idle, 0, n)

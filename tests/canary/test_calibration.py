@@ -8,11 +8,21 @@ binomial spread at these run counts around the full-size results in reports/cana
 * +20 % latency: every one of 25 runs ROLLBACK, median time <= 15 min (full size: 8 min);
 * errors 0.1 % -> 0.5 %: >= 23 of 25 ROLLBACK, median <= 30 min (full size: ~16 min);
 * clean canary, latency only (10 % margin): >= 60 % PROMOTE within 60 min of 40 runs (full size: ~80 %).
+
+Unequal traffic splits (protocol 6.2) and the size-matched operating point (6.1 point 4) of the
+benchmark are exercised on a few short runs: the generator's split, the error count test on
+observed shares (a test that assumed equal shares would roll back every A/A run with the canary
+at 90 % and never see a 5x error rate with the canary at 10 %), and the script end to end.
 """
 
 from __future__ import annotations
 
+import importlib
+import sys
+from pathlib import Path
+
 import numpy as np
+import pytest
 
 from meshsim.canary import Decision
 from meshsim.canary._judge import decision_path
@@ -57,3 +67,83 @@ def test_clean_canary_promotes() -> None:
         d, t, _ = decision_path(run.baseline, run.canary, LAT)
         ok += d is Decision.PROMOTE and t is not None and t <= 60
     assert ok >= 24
+
+
+# --------------------------------------------------------------------------------------------------
+# unequal traffic splits
+
+ERR = {"metrics": [{"name": "errors", "margin": "0.1pp"}]}
+
+
+def _total(arm, metric: str) -> float:
+    m = arm.minutes
+    return float(m.loc[m["metric"] == metric, "value"].sum())
+
+
+def test_equal_split_runs_unchanged() -> None:
+    """``canary_share`` left at 0.5 keeps the generator's output (same seed, same run) as before it existed."""
+    run = generate(SyntheticSpec(minutes=30, regime="R2"), SEED)
+    got = [(_total(a, "requests"), _total(a, "errors"), round(_total(a, "latency_p99_s"), 9))
+           for a in (run.baseline, run.canary)]
+    assert got == [(11012.0, 8.0, 12.248903751), (10961.0, 7.0, 12.099673495)]
+
+
+def test_unequal_split_traffic() -> None:
+    run = generate(SyntheticSpec(minutes=60, canary_share=0.1), SEED)
+    nb, nc = _total(run.baseline, "requests"), _total(run.canary, "requests")
+    assert 0.09 < nc / (nb + nc) < 0.11
+    assert 500 < nb / 60 / 1.0 < 700  # 540/min times the load factor (mean about 1.1)
+    with pytest.raises(ValueError):
+        SyntheticSpec(canary_share=1.0)
+
+
+def test_count_test_uses_observed_shares() -> None:
+    decs, _ = _runs(SyntheticSpec(minutes=90, canary_share=0.9), 20, ERR)
+    assert sum(d is Decision.ROLLBACK for d in decs) <= 1
+    decs, at = _runs(SyntheticSpec(minutes=120, canary_share=0.1, canary_error_rate=0.005), 15, ERR)
+    assert sum(d is Decision.ROLLBACK for d in decs) >= 12
+    assert np.median(at) <= 90
+
+
+# --------------------------------------------------------------------------------------------------
+# the benchmark script: size-matched thresholds and split cells, end to end on a few runs
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _bench():
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    return importlib.import_module("analysis.canary_benchmark")
+
+
+def test_size_matched_tuning() -> None:
+    cb = _bench()
+    tuned = cb.tune(("meshsim", "kayenta", "flagger"), runs=16, iters=2, minutes=60, seed=SEED, jobs=1)
+    for j, t in tuned.items():
+        k = cb.KNOBS[j]
+        assert t.rate <= cb.SIZE_TARGET and t.n == 16
+        assert min(k.value(k.lo), k.value(k.hi)) <= t.value <= max(k.value(k.lo), k.value(k.hi))
+        # the tuning-run rate falls as the threshold gets more conservative
+        rates = [r for _, r in sorted(t.curve, key=lambda vr: k.x_of(vr[0]))]
+        assert rates == sorted(rates)
+    assert dict(tuned["flagger"].curve)[1.2] > 0.2  # T = 1.2 x the true p99 fails many clean canaries
+    assert dict(tuned["meshsim"].curve)[0.001] == 0.0
+
+
+def test_benchmark_script_subset(tmp_path: Path) -> None:
+    cb = _bench()
+    out = tmp_path / "canary.md"
+    cb.main(["--cells", "A/A R1 300/min,A/A R1 canary 5%,+20% latency R1,errors 0.1%->0.5% R1 canary 10%",
+             "--runs", "3", "--aa-runs", "3", "--tune-runs", "12", "--tune-iters", "2", "--minutes", "60",
+             "--jobs", "1", "--seed", str(SEED), "--out", str(out)])
+    text = out.read_text()
+    assert "## Size-matched comparison" in text
+    for row in ("| A/A R1 canary 5% (570/30 per min) | meshsim | T1 | 3 |",
+                "| +20% latency R1 canary 10% (540/60 per min) | regression | kayenta | T1 | 3 |",
+                "| errors 0.1%->0.5% R1 canary 10% (540/60 per min) | regression | flagger | T1 | 3 |",
+                "| +20% latency R1 | meshsim | 3 |",  # size-matched table
+                "| A/A R1 300/min | flagger | 3 |"):
+        assert row in text, row
+    sized = text.split("## Size-matched comparison")[1].split("## Reading the results")[0]
+    assert "canary 5%" not in sized  # split cells are not run with the size-matched thresholds
