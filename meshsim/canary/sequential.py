@@ -7,7 +7,7 @@ under the null is at most alpha, however often and for however long one looks.
 All functions work on whole per-look arrays at once (cumulative sums), so a
 3-hour replay with a look every minute costs one vectorised pass.
 
-Three procedures:
+Three procedures, and a planned-look variant of the second:
 
 * :func:`count_test` -- errors (or any event count) of two arms, in the manner
   of Lindon & Malek (2022): given that an event happened in minute t, it fell
@@ -22,6 +22,12 @@ Three procedures:
   differences (e.g. ``log p99_canary - log p99_baseline``): the normal-mixture
   boundary of Robbins / Howard et al. (2021) with a long-run (autocorrelation-
   robust) variance and a Student-t correction for its estimation.
+* :func:`checkpoint_bounds` -- the same paired bounds judged only at a few planned
+  looks (checkpoints): a group-sequential boundary whose critical value
+  (:func:`checkpoint_z`) makes the probability of crossing at *any* checkpoint
+  alpha. Fewer looks buy a narrower bound (z 2.10 at four checkpoints against
+  about 2.8 for the time-uniform boundary at alpha 0.05); meshsim's judge uses
+  it for PROMOTE, where waiting for the next checkpoint costs only time.
 * :func:`quantile_cs` / :func:`quantile_ratio_cs` -- confidence sequences for a
   quantile of i.i.d. raw samples (Howard & Ramdas 2022 style, with a
   beta-binomial mixture per quantile), and for the canary/baseline quantile ratio.
@@ -37,6 +43,7 @@ best-arm identification", Bernoulli 28(3), 2022 (arXiv:1906.09712).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -50,6 +57,8 @@ __all__ = [
     "PairedCS",
     "paired_cs",
     "long_run_variance_path",
+    "checkpoint_z",
+    "checkpoint_bounds",
     "CountTest",
     "count_test",
     "quantile_cs",
@@ -129,6 +138,8 @@ def long_run_variance_path(
     gate: float = 1.0,
     phi_max: float = 0.97,
     phi_floor: float = 0.9,
+    ratio_prior: float = 1.0,
+    ratio_prior_minutes: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """For every prefix of the series ``d`` (NaN = missing minute): n, mean, variance of the mean, n_eff.
 
@@ -145,7 +156,11 @@ def long_run_variance_path(
     ``gamma_0``); ``phi = gamma_2 / gamma_1`` is shrunk towards ``phi_prior`` with
     the weight of ``prior_minutes`` minutes; ``s`` is at least ``persistent_sd``
     (the prior on instance effects: a short series cannot tell a wandering
-    cluster effect from a real difference). With that prior given, ``phi`` is at
+    cluster effect from a real difference). ``ratio_prior`` > 1 keeps the ratio
+    of ``n var(mean)`` to ``gamma_0`` at least at that value shrunk with the
+    weight of ``ratio_prior_minutes`` minutes (``max(r, (m r0 + n r) / (m + n))``):
+    a weak prior that some of the minute-to-minute variance is persistent, for
+    series too short to show it. With ``persistent_sd`` given, ``phi`` is at
     least ``phi_floor``: the lag-2/lag-1 ratio of a short, demeaned series is
     biased low, and an underestimated memory made the declared prior leak (an
     A/A false-alarm rate of 7.5 % at a nominal 1 % with the true noise declared,
@@ -176,6 +191,11 @@ def long_run_variance_path(
         if persistent_sd > 0:
             phi = np.maximum(phi, phi_floor)
         var_mean = w / np.maximum(n, 1) + s2p * _ar1_mean_factor(n, phi)
+        if ratio_prior > 1.0 and ratio_prior_minutes > 0:
+            nn = np.maximum(n, 1)
+            r_hat = var_mean * nn / np.where(g0 > 0, g0, 1.0)
+            r_use = np.maximum(r_hat, (ratio_prior_minutes * ratio_prior + nn * r_hat) / (ratio_prior_minutes + nn))
+            var_mean = np.where(g0 > 0, r_use * g0 / nn, var_mean)
         neff = np.clip(np.where(var_mean > 0, g0 / var_mean, n), 1.0, np.maximum(n, 1.0))
     return n, mean, var_mean, neff
 
@@ -245,6 +265,103 @@ def paired_cs(
     lower = np.where(bad, -np.inf, mean - out[0])
     upper = np.where(bad, np.inf, mean + out[1])
     return PairedCS(n=n, mean=np.where(n > 0, mean, np.nan), lower=lower, upper=upper, sd=sd, n_eff=neff)
+
+
+def _crossing_probability(t: np.ndarray, z: float, m: int = 401) -> float:
+    """``P(exists k: W(t_k) >= z sqrt(t_k))`` for a standard Brownian motion ``W`` (recursive integration).
+
+    The density of ``W(t_k)`` on the paths that have not crossed yet is carried on a grid of
+    ``m`` points from one checkpoint to the next (Armitage, McPherson & Rowe 1969).
+    """
+    sd1 = math.sqrt(t[0])
+    x = np.linspace(-10.0 * math.sqrt(t[-1]), z * sd1, m)
+    f = np.exp(-0.5 * (x / sd1) ** 2) / (sd1 * math.sqrt(2.0 * math.pi))
+    p = float(sps.norm.sf(z))
+    for k in range(1, t.size):
+        s = math.sqrt(t[k] - t[k - 1])
+        w = f * (x[1] - x[0])
+        w[0] *= 0.5
+        w[-1] *= 0.5
+        hi = z * math.sqrt(t[k])
+        p += float(w @ sps.norm.sf((hi - x) / s))
+        y = np.linspace(x[0], hi, m)
+        f = np.exp(-0.5 * ((y[:, None] - x[None, :]) / s) ** 2) @ w / (s * math.sqrt(2.0 * math.pi))
+        x = y
+    return p
+
+
+@functools.lru_cache(maxsize=256)
+def _checkpoint_z(times: tuple[float, ...], alpha: float) -> float:
+    t = np.asarray(times, dtype=float)
+    if t.size == 1:
+        return float(sps.norm.isf(alpha))
+    from scipy import optimize
+
+    lo, hi = float(sps.norm.isf(alpha)), float(sps.norm.isf(alpha / t.size)) + 1e-6
+    return float(optimize.brentq(lambda z: _crossing_probability(t, z) - alpha, lo, hi, xtol=1e-6))
+
+
+def checkpoint_z(times: tuple[float, ...] | list[float], alpha: float) -> float:
+    """Critical value ``z`` with ``P(any checkpoint k has Z_k >= z) = alpha`` for a random walk.
+
+    ``Z_k`` is the walk standardised at the k-th checkpoint (``times`` increasing, any unit);
+    the looks are correlated (``corr(Z_j, Z_k) = sqrt(t_j / t_k)``), so ``z`` lies between the
+    one-look value and the Bonferroni one. Deterministic (numerical integration, no sampling).
+
+    Examples
+    --------
+    >>> round(checkpoint_z((30, 60, 120, 180), 0.05), 3)
+    2.102
+    >>> round(checkpoint_z((60,), 0.05), 3)
+    1.645
+    """
+    ts = tuple(float(x) for x in times)
+    if not ts or any(b <= a for a, b in zip(ts, ts[1:], strict=False)) or ts[0] <= 0:
+        raise ValueError(f"checkpoint times must be positive and increasing, got {list(times)!r}")
+    if not 0.0 < alpha < 0.5:
+        raise ValueError(f"alpha must be in (0, 0.5), got {alpha!r}")
+    return _checkpoint_z(ts, float(alpha))
+
+
+def checkpoint_bounds(
+    d: np.ndarray,
+    checkpoints: np.ndarray | list[int],
+    *,
+    alpha_lower: float,
+    alpha_upper: float,
+    **variance: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Bounds for the mean of paired differences ``d`` judged only at planned checkpoints.
+
+    ``checkpoints`` are minutes (1-based: the bound after minute ``c`` uses ``d[:c]``). At
+    each checkpoint the bound is ``mean -/+ t * se`` with the long-run standard error of
+    :func:`long_run_variance_path` and the Student-t value (``n_eff - 1`` degrees of
+    freedom) at the tail probability of :func:`checkpoint_z` for all checkpoints together;
+    it is carried forward (running intersection) to later looks, and is infinite before
+    the first checkpoint. The probability that a lower (upper) bound is ever above (below)
+    the true mean, at any checkpoint, is at most ``alpha_lower`` (``alpha_upper``).
+    """
+    d = np.asarray(d, dtype=float)
+    T = d.size
+    cps = np.asarray(sorted({int(c) for c in checkpoints if 1 <= int(c) <= T}), dtype=np.int64)
+    lower = np.full(T, -np.inf)
+    upper = np.full(T, np.inf)
+    if cps.size == 0:
+        return lower, upper
+    n, mean, var_mean, neff = long_run_variance_path(d, **variance)
+    planned = tuple(float(c) for c in sorted({int(c) for c in checkpoints if int(c) >= 1}))
+    idx = cps - 1
+    se = np.sqrt(np.maximum(var_mean[idx], 0.0))
+    ok = (n[idx] >= 2) & np.isfinite(se)
+    lo_c = np.full(idx.size, -np.inf)
+    hi_c = np.full(idx.size, np.inf)
+    for a, sign, out in ((alpha_lower, -1.0, lo_c), (alpha_upper, 1.0, hi_c)):
+        tail = float(sps.norm.sf(checkpoint_z(planned, a)))
+        q = sps.t.isf(tail, np.maximum(neff[idx] - 1.0, 1.0))
+        out[ok] = (mean[idx] + sign * q * se)[ok]
+    lower[idx] = lo_c
+    upper[idx] = hi_c
+    return np.maximum.accumulate(lower), np.minimum.accumulate(upper)
 
 
 # --------------------------------------------------------------------------------------------------
