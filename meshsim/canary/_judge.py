@@ -119,6 +119,89 @@ def _n_minutes(arm: ArmData) -> int:
     return m + 1
 
 
+# Arms of unequal size: a per-minute p99 of 30 requests reads lower than one of 570 (it is close to
+# the sample maximum), so the arms' per-minute quantiles are not comparable. From raw requests the
+# larger arm's quantile is the geometric mean over equal-size subsamples of the smaller arm's size
+# (interleaved in time order), which has the same small-sample behaviour; from aggregates the judge
+# can only refuse the side the bias favours (``_size_bias``).
+_MATCH_RATIO = 1.5
+
+
+def _matched_raw_quantiles(big: ArmData, small_counts: np.ndarray, T: int, qs: list[float]) -> dict[float, np.ndarray]:
+    """Per-minute quantiles of ``big`` (raw requests) estimated at the other arm's per-minute size."""
+    req = big.requests
+    t = req["t"].to_numpy(float)
+    lat = req["latency_s"].to_numpy(float)
+    ok = np.isfinite(t) & (t >= 0) & np.isfinite(lat)
+    minute = (t[ok] // 60).astype(np.int64)
+    keep = minute < T
+    minute, lat, tt = minute[keep], lat[ok][keep], t[ok][keep]
+    order = np.lexsort((tt, minute))
+    minute, lat = minute[order], lat[order]
+    counts = np.bincount(minute, minlength=T)[:T]
+    starts = np.r_[0, np.cumsum(counts)[:-1]]
+    out = {q: np.full(T, np.nan) for q in qs}
+    for mi in np.flatnonzero(counts > 0):
+        n_big, n_small = int(counts[mi]), int(np.nan_to_num(small_counts[mi]))
+        if n_small <= 0 or n_big < _MATCH_RATIO * n_small:
+            continue
+        k = n_big // n_small
+        x = lat[starts[mi]: starts[mi] + k * n_small].reshape(n_small, k).T  # k interleaved groups
+        x = np.sort(x, axis=1)
+        for q in qs:
+            pos = q * (n_small - 1)
+            lo = int(math.floor(pos))
+            hi = min(lo + 1, n_small - 1)
+            v = x[:, lo] * (1 - (pos - lo)) + x[:, hi] * (pos - lo)
+            out[q][mi] = float(np.exp(np.mean(np.log(v)))) if np.all(v > 0) else float(np.mean(v))
+    return out
+
+
+def _match_sizes(baseline: ArmData, canary: ArmData, names: list[str], T: int,
+                 sb: dict[str, np.ndarray], sc: dict[str, np.ndarray]) -> bool:
+    """Re-estimate the larger raw arm's per-minute latency quantiles at the smaller arm's size, in place.
+
+    Only for series computed from raw requests in both arms (a per-minute table wins in
+    :func:`minute_series`). Returns whether any minute was re-estimated.
+    """
+    if baseline.requests is None or canary.requests is None or not len(baseline.requests) or not len(canary.requests):
+        return False
+    qnames = [n for n in names if n.startswith("latency_p")]
+    have_table = {a: set(map(str, x.minutes["metric"].unique())) if x.minutes is not None and len(x.minutes) else set()
+                  for a, x in (("b", baseline), ("c", canary))}
+    qnames = [n for n in qnames if n not in have_table["b"] and n not in have_table["c"]]
+    if not qnames:
+        return False
+    nb, nc = np.nan_to_num(sb.get("requests", np.zeros(T))), np.nan_to_num(sc.get("requests", np.zeros(T)))
+    qs = {n: quantile_level(n[len("latency_"):-2]) for n in qnames}
+    changed = False
+    for big, big_s, small_n, big_n in ((baseline, sb, nc, nb), (canary, sc, nb, nc)):
+        if not np.any((small_n > 0) & (big_n >= _MATCH_RATIO * small_n)):
+            continue
+        res = _matched_raw_quantiles(big, small_n, T, sorted(set(qs.values())))
+        for n, q in qs.items():
+            if n in big_s:
+                big_s[n] = np.where(np.isfinite(res[q]), res[q], big_s[n])
+        changed = True
+    return changed
+
+
+def _size_bias(q: float, nb: np.ndarray, nc: np.ndarray) -> int:
+    """Which arm's aggregated per-minute quantile reads low for lack of requests: -1 canary, +1 baseline, 0 neither.
+
+    Judged on the median minute: the arms differ by at least ``_MATCH_RATIO`` and the smaller
+    one expects fewer than 2 requests above the quantile.
+    """
+    ok = np.isfinite(nb) & np.isfinite(nc) & (nb > 0) & (nc > 0)
+    if not ok.any():
+        return 0
+    b, c = float(np.median(nb[ok])), float(np.median(nc[ok]))
+    small, big = min(b, c), max(b, c)
+    if big < _MATCH_RATIO * small or small * (1.0 - q) >= 2.0:
+        return 0
+    return -1 if c < b else 1
+
+
 def minute_series(arm: ArmData, names: list[str], T: int) -> dict[str, np.ndarray]:
     """The per-minute series ``names`` of one arm, each an array of length ``T`` (NaN = no data).
 
@@ -221,6 +304,7 @@ class _Test:
     promote: np.ndarray = field(default_factory=lambda: np.empty(0, bool))
     no_canary_data: np.ndarray = field(default_factory=lambda: np.empty(0, bool))
     test_name: str = ""
+    size_note: str = ""  # why one side of the test is refused (arms of unequal size, aggregated input)
     margin_thr: float = 0.0  # on the analysis scale (log for relative)
     rb_thr: float = 0.0
 
@@ -351,6 +435,7 @@ def _analyze(baseline: ArmData, canary: ArmData, config: JudgeConfig) -> tuple[l
                     f"metric {m.name!r}: neither arm has the series {s!r}{_suggest(s, have)}"
                     f" (available: {', '.join(have) or 'none'})"
                 )
+    matched = _match_sizes(baseline, canary, names, T, sb, sc)
     nan = np.full(T, np.nan)
     req_b, req_c = sb.get("requests", nan), sc.get("requests", nan)
     cum_rb, cum_rc = _run_cumsum(req_b), _run_cumsum(req_c)
@@ -432,6 +517,23 @@ def _analyze(baseline: ArmData, canary: ArmData, config: JudgeConfig) -> tuple[l
         psd = math.sqrt(2.0) * config.decision.instance_noise if t.relative else 0.0
         _bounds(y, t, v_opt, psd, cps)
         _decide_paired(t)
+        if m.kind == "latency" and not matched:
+            q = quantile_level(t.label.rsplit(".", 1)[1])
+            low = _size_bias(q, req_b, req_c)
+            # the arm with few requests reads low, so the side of the test that the bias favours is
+            # not evidence: with a small canary (low < 0) a canary that looks faster, with a small
+            # baseline a canary that looks slower (sides swap for direction: decrease)
+            if low:
+                nb_med = float(np.nanmedian(np.where(req_b > 0, req_b, np.nan)))
+                nc_med = float(np.nanmedian(np.where(req_c > 0, req_c, np.nan)))
+                t.size_note = (f"per-minute {t.label.rsplit('.', 1)[1]} of {nb_med:.0f} (baseline) vs {nc_med:.0f} "
+                               f"(canary) requests are not comparable (a small sample reads low); give raw "
+                               f"requests, where equal-size estimates are used")
+                looks_better = (low < 0) == (m.direction != "decrease")
+                if looks_better or m.direction == "either":
+                    t.promote = np.zeros_like(np.asarray(t.promote, bool))
+                if not looks_better or m.direction == "either":
+                    t.rollback = np.zeros_like(np.asarray(t.rollback, bool))
         hb = np.isfinite(b)
         hc = np.isfinite(c)
         with np.errstate(invalid="ignore"):
@@ -541,6 +643,8 @@ def _metric_result(t: _Test, i: int, code: int) -> MetricResult:
         reason = f"within margin: change {_fmt(est, kind)}, bound {_fmt(hi, kind)} < {mtxt}"
     else:
         reason = f"undecided: change {_fmt(est, kind)}, bounds [{_fmt(lo, kind)}, {_fmt(hi, kind)}], allowed {mtxt}"
+    if t.size_note and dec is not Decision.ROLLBACK and dec is not Decision.PROMOTE:
+        reason += f"; {t.size_note}"
     pv = float(t.p_value[i]) if t.p_value is not None else None
     ev = float(t.e_value[i]) if t.e_value is not None else None
     return MetricResult(
