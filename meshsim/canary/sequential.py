@@ -191,12 +191,13 @@ def long_run_variance_path(
         if persistent_sd > 0:
             phi = np.maximum(phi, phi_floor)
         var_mean = w / np.maximum(n, 1) + s2p * _ar1_mean_factor(n, phi)
+        # degrees of freedom from what the data estimated (the prior below is not an estimate)
+        neff = np.clip(np.where(var_mean > 0, g0 / var_mean, n), 1.0, np.maximum(n, 1.0))
         if ratio_prior > 1.0 and ratio_prior_minutes > 0:
             nn = np.maximum(n, 1)
             r_hat = var_mean * nn / np.where(g0 > 0, g0, 1.0)
             r_use = np.maximum(r_hat, (ratio_prior_minutes * ratio_prior + nn * r_hat) / (ratio_prior_minutes + nn))
             var_mean = np.where(g0 > 0, r_use * g0 / nn, var_mean)
-        neff = np.clip(np.where(var_mean > 0, g0 / var_mean, n), 1.0, np.maximum(n, 1.0))
     return n, mean, var_mean, neff
 
 
