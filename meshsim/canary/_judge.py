@@ -340,7 +340,7 @@ def _run_cumsum(a: np.ndarray) -> np.ndarray:
 # Separate instances per arm make per-minute differences autocorrelated; a short series cannot show
 # it, and a variance estimated as white made early looks leak (A/A ROLLBACK 7.7 % -> 4.0 % with the
 # prior, per-arm AR(1) rho 0.7 sd 5 %, 300 runs; +20 % latency on a shared fleet is caught at a
-# median 10 min instead of 7, and a p99-only regression within 60 min in 76 % of runs instead of 85 %:
+# median 8 min as before (the prior widens the bound but takes no degrees of freedom), and a p99-only regression within 60 min in 72-77 % of runs instead of 80-85 %:
 # a trade measured in reports/canary.md).
 _RB_RATIO_PRIOR = (2.0, 10.0)
 
