@@ -742,7 +742,8 @@ def canary_watch(
 
 @app.command()
 def conformance(
-    scenario: Annotated[Path, typer.Argument(help="Scenario YAML file (one hop: sources -> entry services).",
+    scenario: Annotated[Path, typer.Argument(help="Scenario YAML file (one hop, or services calling others: then "
+                                                  "one Envoy per calling service and script-running stand-ins).",
                                              show_default=False)],
     real: Annotated[int, typer.Option("--real", min=1, help="Runs on the real Envoy.")] = 2,
     sim: Annotated[int, typer.Option("--sim", min=1, help="Simulated runs.")] = 3,
@@ -750,6 +751,8 @@ def conformance(
     duration: Annotated[float | None, typer.Option("--duration", min=0.5,
                                                     help="Seconds of traffic per run (default: the scenario's).")] = None,
     max_requests: Annotated[int, typer.Option("--max-requests", min=1, help="Cap per traffic source and run.")] = 20000,
+    rate: Annotated[str | None, typer.Option("--rate", help="Every open-loop traffic source's rate, e.g. 40/s "
+                                                            "(default: the scenario's).")] = None,
     out: Annotated[Path | None, typer.Option("-o", "--out", help="Write the verdict table as CSV here.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
 ) -> None:
@@ -760,6 +763,11 @@ def conformance(
         from meshsim.conformance import run_conformance
 
         scn = load_scenario(scenario)
+        if rate is not None:
+            from meshsim.config import apply_overrides
+
+            scn = apply_overrides(scn, {f"traffic[{k}].rate": rate for k, src in enumerate(scn.traffic)
+                                        if src.rate is not None})
         say = None if quiet else (lambda m: typer.echo(m, err=True))
         res = run_conformance(scn, real_repeats=real, sim_repeats=sim, seed=seed, duration=duration,
                               max_requests=max_requests, progress=say)

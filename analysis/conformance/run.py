@@ -68,12 +68,19 @@ def _plot(res, out: Path) -> str:
 
 
 def _config_excerpt(res) -> str:
-    boot = res.real_runs[0].bootstrap
-    clusters = [{k: v for k, v in c.items() if k != "load_assignment"} | {
-        "endpoints": len(c["load_assignment"]["endpoints"][0]["lb_endpoints"])} for c in boot["static_resources"]["clusters"]]
-    hcm = boot["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
-    routes = [r for vh in hcm["route_config"]["virtual_hosts"] for r in vh["routes"]]
-    return json.dumps({"routes": routes, "clusters": clusters}, indent=1)
+    def one(boot) -> dict:
+        clusters = [{k: v for k, v in c.items() if k != "load_assignment"} | {
+            "endpoints": sum(len(e["lb_endpoints"]) for e in c["load_assignment"]["endpoints"])}
+            for c in boot["static_resources"]["clusters"]]
+        hcm = boot["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+        routes = [r for vh in hcm["route_config"]["virtual_hosts"] for r in vh["routes"]]
+        return {"routes": routes, "clusters": clusters}
+
+    run = res.real_runs[0]
+    proxies = getattr(run, "proxies", None)  # a multi-hop run: every proxy that ran
+    if proxies:
+        return json.dumps({name: one(boot) for name, boot in proxies.items()}, indent=1)
+    return json.dumps(one(run.bootstrap), indent=1)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
         "`meshsim.envoy.export_envoy(..., endpoints=\"static\")` (the `ingress` proxy), run through the real Envoy",
         f"(`{find_envoy()}`, `--concurrency 1 --disable-hot-restart`, loopback only) against stand-in upstreams that",
         "serve the scenario's own latency and error models, and simulated with `meshsim.sim.simulate`.",
+        "Multi-hop experiments (family 6) also run one Envoy per calling service (its exported sidecar, outbound",
+        "side) and stand-ins that run each service's whole script, calling through their own sidecar",
+        "(`meshsim/conformance/_multihop.py`, `_standin.py`).",
         "",
         f"Real runs per experiment: {results[0][1].real_runs.__len__() if results else 0}, simulated runs: "
         f"{results[0][1].sim_results.__len__() if results else 0} (independent seeds); total wall time "

@@ -10,6 +10,11 @@ run_real(scenario, seed=0, ...) -> RealRun
     ``ingress`` proxy (:func:`meshsim.envoy.export_envoy`, static loopback endpoints), stand-in
     upstream replicas serving the scenario's latency and error models, a bounded load generator;
     every process stopped by its PID, also on failure.
+run_real_multihop(scenario, seed=0, ...) -> MultiHopRun
+    A scenario whose services call others (``scenarios/bookinfo.yaml``): the ingress proxy, one Envoy
+    per calling service (its exported sidecar's outbound side) and stand-ins that run each service's
+    whole script as the simulator does, calling through their own sidecar
+    (:mod:`meshsim.conformance._multihop`); :func:`run_conformance` picks it by :func:`is_multihop`.
 observe_real, observe_sim, compare, Observation, Verdict
     The measurement and the comparison, for custom studies.
 
@@ -29,6 +34,14 @@ from meshsim.conformance._compare import (
     observe_sim,
     verdict_table,
 )
+from meshsim.conformance._multihop import (
+    MultiHopRun,
+    check_multihop_scope,
+    is_multihop,
+    observe_real_multihop,
+    observe_sim_multihop,
+    run_real_multihop,
+)
 from meshsim.conformance._procs import Child, ConformanceError, free_port_block
 from meshsim.conformance._real import RealRun, check_scope, cluster_sim_keys, run_real
 from meshsim.conformance._run import ConformanceResult, run_conformance, sim_settings
@@ -39,6 +52,12 @@ __all__ = [
     "run_real",
     "RealRun",
     "check_scope",
+    "run_real_multihop",
+    "MultiHopRun",
+    "is_multihop",
+    "check_multihop_scope",
+    "observe_real_multihop",
+    "observe_sim_multihop",
     "cluster_sim_keys",
     "observe_real",
     "observe_sim",

@@ -44,6 +44,10 @@ class LoadSpec:
     drain: float = 20.0
     seed: int = 0
     headers: tuple[tuple[str, str], ...] = ()
+    #: headers drawn per request, as the simulator's traffic source does: ``((name, ((value, share),
+    #: ...)), ...)``; a request carries ``name: value`` with probability ``share`` (none when the
+    #: shares sum below 1 and the draw falls past them)
+    header_mix: tuple[tuple[str, tuple[tuple[str, float], ...]], ...] = ()
 
 
 @dataclass
@@ -98,6 +102,20 @@ class _Generator:
         self.n_conns = 0
         extra = "".join(f"{k}: {v}\r\n" for k, v in spec.headers)
         self.template = f"{spec.method} {spec.path} HTTP/1.1\r\nhost: {spec.host}\r\n{extra}"
+        self.mix_rng = np.random.default_rng([spec.seed, 7]) if spec.header_mix else None
+
+    def _drawn_headers(self) -> str:
+        if self.mix_rng is None:
+            return ""
+        out = []
+        for name, dist in self.spec.header_mix:
+            x, acc = float(self.mix_rng.random()), 0.0
+            for value, share in dist:
+                acc += share
+                if x < acc:
+                    out.append(f"{name}: {value}\r\n")
+                    break
+        return "".join(out)
 
     async def connect(self) -> _Conn:
         reader, writer = await asyncio.open_connection("127.0.0.1", self.spec.port)
@@ -112,7 +130,7 @@ class _Generator:
         try:
             if conn is None:
                 conn = self.idle.pop() if self.idle else await self.connect()
-            req = f"{self.template}{REQUEST_ID_HEADER}: {rid + self.id_base}\r\n\r\n".encode()
+            req = f"{self.template}{self._drawn_headers()}{REQUEST_ID_HEADER}: {rid + self.id_base}\r\n\r\n".encode()
             conn.writer.write(req)
             await conn.writer.drain()
             status, headers, keep = await asyncio.wait_for(_read_response(conn.reader), self.spec.request_timeout)

@@ -142,20 +142,9 @@ def observe_sim(result, entry: Sequence[str], clusters: Sequence[str]) -> Observ
     att = att[att["service"].isin(list(entry)) & att["caller"].isin([s.name for s in result.scenario.traffic])]
     att = att[att["replica"] >= 0].copy()
     att["host"] = att["service"].astype(str) + "/" + att["version"].astype(str) + "/" + att["replica"].astype(str)
-    # the simulator keeps the request counters of a whole-service cluster (svc|*) under its versions
-    # (svc|v1, ...) and only the connection counters under svc|*; Envoy counts both on the cluster
-    raw = result.summary.get("stats", {})
-    stats = {k: dict(v) for k, v in raw.items()}
-    for c in clusters:
-        svc, _, ver = c.partition("|")
-        if ver == "*":
-            own = set(raw.get(c, {}))
-            for k, v in raw.items():
-                if k.startswith(svc + "|") and k != c:
-                    for name, x in v.items():
-                        if name not in own:
-                            stats.setdefault(c, {})[name] = stats.get(c, {}).get(name, 0) + x
-    obs = _common("sim", req, att, stats, clusters)
+    # the simulator keys its counters by the cluster Envoy counts them on (svc|* for outbound|80||svc,
+    # svc|v1 for outbound|80|v1|svc), as cluster_sim_keys names Envoy's: compared as they are
+    obs = _common("sim", req, att, result.summary.get("stats", {}), clusters)
     ev = result.outlier_events.copy()
     if len(ev):  # the simulator names hosts <service>-<version>-<replica>
         def host(row: pd.Series) -> str:

@@ -85,7 +85,12 @@ def check_scope(scenario) -> None:
 
 
 def cluster_sim_keys(scenario, port: int = 80) -> dict[str, str]:
-    """Exported cluster name -> the simulator's stats key (``service|version``, ``service|*``)."""
+    """Exported cluster name -> the simulator's stats key (``service|version``, ``service|*``).
+
+    The simulator counts on the cluster Envoy would use (``meshsim.sim._result.cluster_keys``): the
+    whole service ``outbound|80||svc`` is ``svc|*`` (``svc|default`` for a service without declared
+    versions), a subset ``outbound|80|v1|svc`` is ``svc|v1``.
+    """
     from meshsim.policies import routing
 
     out = {}

@@ -18,6 +18,15 @@ from meshsim.conformance._compare import (
     observe_sim,
     verdict_table,
 )
+from meshsim.conformance._multihop import (
+    check_multihop_scope,
+    drop_unmodelled,
+    is_multihop,
+    observe_real_multihop,
+    observe_sim_multihop,
+    run_real_multihop,
+    version_clusters,
+)
 from meshsim.conformance._real import RealRun, cluster_sim_keys, run_real
 
 __all__ = ["ConformanceResult", "run_conformance", "sim_settings"]
@@ -105,17 +114,28 @@ def run_conformance(scenario, *, name: str | None = None, real_repeats: int = 3,
         patch.setdefault("common_lb_config", {})["update_merge_window"] = f"{update_merge_window:g}s"
     entry = scenario.entry_services()
     keys = cluster_sim_keys(scenario)
+    # services that call others, sleep or work twice: a small mesh of Envoys and script-running
+    # stand-ins (meshsim.conformance._multihop)
+    multihop = is_multihop(scenario)
+    if multihop:
+        check_multihop_scope(scenario)
+    runner = run_real_multihop if multihop else run_real
     real_runs = []
     for k in range(real_repeats):
         say(f"{name or scenario.name}: real run {k + 1}/{real_repeats}")
-        real_runs.append(run_real(scenario, seed=seed + k, duration=duration, max_requests=max_requests,
-                                  cluster_patch=patch or None, concurrency=concurrency))
+        real_runs.append(runner(scenario, seed=seed + k, duration=duration, max_requests=max_requests,
+                                cluster_patch=patch or None, concurrency=concurrency))
     clusters = sorted({c for r in real_runs for c in r.stats if c in keys.values()})
     sims = []
+    overrides: dict[str, Any] = {}
     if duration is not None:
+        overrides["duration"] = f"{duration}s"
+    if multihop:  # the real run counts from its first request: so does the simulated one
+        overrides["warmup"] = "0s"
+    if overrides:
         from meshsim.config import apply_overrides
 
-        scenario_sim = apply_overrides(scenario, {"duration": f"{duration}s"})
+        scenario_sim = apply_overrides(scenario, overrides)
     else:
         scenario_sim = scenario
     with sim_settings(update_merge_window=update_merge_window), warnings.catch_warnings():
@@ -123,11 +143,21 @@ def run_conformance(scenario, *, name: str | None = None, real_repeats: int = 3,
         for k in range(sim_repeats):
             say(f"{name or scenario.name}: simulation {k + 1}/{sim_repeats}")
             sims.append(simulate(scenario_sim, seed=seed + 1000 + k))
-    real = [observe_real(r, clusters) for r in real_runs]
-    sim = [observe_sim(s, entry, clusters) for s in sims]
+    gone: list[str] = []
+    if multihop:
+        vcl = version_clusters(scenario)
+        real = [observe_real_multihop(r, scenario, clusters) for r in real_runs]
+        sim = [observe_sim_multihop(s, scenario, clusters, vcl) for s in sims]
+        gone = drop_unmodelled(real, sim, scenario)
+    else:
+        real = [observe_real(r, clusters) for r in real_runs]
+        sim = [observe_sim(s, entry, clusters) for s in sims]
     if derived is not None:
         for o in [*real, *sim]:
             o.metrics.update(derived(o))
     verdicts = compare(real, sim, z=z, metrics=metrics, known=known, seed=seed)
     notes = sorted({n for r in real_runs for n in r.notes})
+    if gone:
+        notes.append("not compared (connections: no pool on the simulator's plain path, or a pool per calling "
+                     "replica there against one Envoy per calling service here): " + ", ".join(gone))
     return ConformanceResult(name or scenario.name, scenario, real_runs, sims, real, sim, verdicts, notes)

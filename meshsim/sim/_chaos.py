@@ -101,6 +101,12 @@ PLAIN_CONNECT_TIMEOUT_S = 5.0
 FAULT_COLUMNS = ["name", "kind", "target", "detail", "replicas", "start_s", "end_s", "requests"]
 
 _REQUEST, _RESPONSE = 0, 1
+#: what a plain-path connection that failed counts (``ConnectionPool`` counts the same on the policy path)
+_CX_RESET = ("upstream_cx_destroy", "upstream_cx_destroy_remote", "upstream_cx_destroy_with_active_rq",
+             "upstream_cx_destroy_remote_with_active_rq", "upstream_rq_rx_reset")
+_CX_REFUSED = ("upstream_cx_connect_fail", "upstream_cx_destroy", "upstream_cx_destroy_remote")
+_CX_CONNECT_TIMEOUT = ("upstream_cx_connect_fail", "upstream_cx_connect_timeout", "upstream_cx_destroy",
+                       "upstream_cx_destroy_local")
 
 
 def _drop(_event: Any) -> None:
@@ -298,6 +304,7 @@ class Chaos:
         if live is not None:
             live.clear()
         h.queue.clear()  # queued attempts are in ``live`` too
+        sim._plain_cx_close_idle(h)  # the plain path's idle connections to it are reset too
         try_done = self._try_done
         self.lost.update(lost)
         for att in lost:
@@ -336,6 +343,7 @@ class Chaos:
         att: Any = t.obj
         att.status = 503
         att.flags |= FLAG_UC
+        self.sim._plain_cx_lost(att, _CX_RESET)
         att.on_resp(att)
 
     def _restart(self, h: Host, now: float) -> None:
@@ -411,6 +419,7 @@ class Chaos:
             return
         att.status = 503
         att.flags |= FLAG_UF
+        self.sim._plain_cx_lost(att, _CX_CONNECT_TIMEOUT)
         att.on_resp(att)
 
     # ------------------------------------------------------------------ the engine's entry points
@@ -502,6 +511,9 @@ class Chaos:
         child.abandoned = True
         if not child.is_call:
             self.sim._rec_attempt(child)
+            h = child.host
+            if h is not None:  # plain path: the caller's connection is idle again
+                h.cx_free[self.sim._cx_slot(child.caller)] += 1
 
     # ------------------------------------------------------------------ replies the faults make
     def _leg_delay(self, att: Attempt) -> float:
@@ -535,7 +547,7 @@ class Chaos:
             return
         att.status = 503
         att.flags |= FLAG_UF
-        self._send_back(att, self.sim)
+        self._plain_back(att, self._plain_refused_arrives)
 
     def _reset(self, att: Attempt, h: Host) -> None:
         """The request's connection is reset on its way in: the caller learns of it one leg later."""
@@ -546,7 +558,23 @@ class Chaos:
             return
         att.status = 503
         att.flags |= FLAG_UC
-        self._send_back(att, self.sim)
+        self._plain_back(att, self._plain_reset_arrives)
+
+    def _plain_back(self, att: Attempt, then: Any) -> None:
+        """``_send_back`` for a plain-path request whose connection failed: ``then`` at the caller."""
+        sim = self.sim
+        if sim.direct or (sim.net_zero and att.czone == att.host.zone):
+            then(att)
+        else:
+            sim._leg(att, then)
+
+    def _plain_refused_arrives(self, att: Attempt) -> None:
+        self.sim._plain_cx_lost(att, _CX_REFUSED)
+        att.on_resp(att)
+
+    def _plain_reset_arrives(self, att: Attempt) -> None:
+        self.sim._plain_cx_lost(att, _CX_RESET)
+        att.on_resp(att)
 
     def _reset_arrives(self, t: Timer) -> None:
         self._close_connection(t.obj)  # type: ignore[arg-type]

@@ -59,6 +59,12 @@ def _plain_path_suffices(mp: Any) -> bool:
     return mp.timeout is None or float(mp.timeout.per_try_timeout) == 0.0
 
 NORMAL = 1  # simpy.events.NORMAL
+#: most slots the plain path's per-host connection lists may hold in all (``_plain_callers``)
+_DENSE_SLOTS = 1 << 22
+#: what a route timeout counts on the plain path: the timeout, and the reset of its HTTP/1.1 stream,
+#: which closes the connection (as ``ConnectionPool.on_reset`` counts it on the policy path)
+_TIMEOUT_RESET = ("upstream_rq_timeout", "upstream_rq_tx_reset", "upstream_cx_destroy", "upstream_cx_destroy_local",
+                  "upstream_cx_destroy_with_active_rq", "upstream_cx_destroy_local_with_active_rq")
 FLAG_NR = 1 << 0
 FLAG_UT = 1 << 4
 FLAG_RL = 1 << 8
@@ -138,10 +144,14 @@ class Simulation:
             from meshsim.sim._chaos import Chaos
 
             self.chaos = Chaos(self)
+        #: slots of the plain path's per-host connection lists: one per host, then one per traffic source
+        #: (source ``i``, code ``-(i + 1)``, has slot ``cx_width - i - 1``: see ``_plain_callers``)
+        self.cx_width = len(self.hosts) + len(scenario.traffic)
         self.recorder = Recorder(self, summary_only=self.summary_only)
         self._rec_attempt = self.recorder.attempt
         self._rec_entry = self.recorder.entry
         self.sources = build_sources(self)
+        self._plain_callers()
         self.recorder.open = self.open_requests
         for src in self.sources:
             src.on_resp = self._request_done_closed if src.closed else self.recorder.entry_open  # type: ignore[method-assign]
@@ -182,6 +192,8 @@ class Simulation:
                 svc.versions.append(v)
                 svc.by_name[vname] = v
                 self.versions.append(v)
+            if not sspec.versions:  # the implicit version is the whole service (outbound|80||svc)
+                svc.whole = f"{sname}|{svc.versions[0].name}"
         # routing (caller side, per destination service)
         from meshsim.policies.routing import Router
 
@@ -252,6 +264,8 @@ class Simulation:
                        for cp in svc.dest.cluster_policies.values()):
                     self.need_attrs = True
             else:
+                for h in svc.hosts:  # the plain path's connection count (see ``send``; callers: _plain_callers)
+                    h.cx_free = {}
                 length = float(mp.route_policies(None).timeout.timeout)
                 if length > 0:
                     q = plain_queues.get(length)
@@ -265,6 +279,45 @@ class Simulation:
 
                 for h in svc.hosts:
                     h.limiter = TokenBucket(limit, 0.0)
+
+    def _plain_callers(self) -> None:
+        """Every caller that can reach a plain-path host gets its idle-connection count there (0).
+
+        ``Host.cx_free`` is indexed by the caller's slot (``_cx_slot``: a host's id, then the
+        sources from the end): a list of ``cx_width`` slots, as the hot path's list subscripts with
+        a non-negative index cost a few machine instructions against a dict's hashing and probing.
+        A mesh so large that those lists would hold more than ``_DENSE_SLOTS`` slots in all gets a
+        ``dict`` per host instead, keyed by the slots of the callers that can reach it: the traffic
+        sources sent to its service and the replicas whose scripts call it.
+        """
+        width = self.cx_width
+        assert all(0 <= self._cx_slot(src.code) < width for src in self.sources)
+        plain = [h for h in self.hosts if h.cx_free is not None]
+        if len(plain) * width <= _DENSE_SLOTS:
+            for h in plain:
+                h.cx_free = [0] * width
+            return
+        callers: dict[int, list[int]] = {}  # service index -> caller slots
+        for src in self.sources:
+            callers.setdefault(src.service.idx, []).append(self._cx_slot(src.code))
+        for v in self.versions:
+            called: list[ServiceRT] = []
+            for step in v.script:
+                if step[0] == STEP_CALL:
+                    called.append(step[1].service)
+                elif step[0] == STEP_PAR:
+                    called.extend(c.service for c in step[1])
+            for svc in called:
+                callers.setdefault(svc.idx, []).extend(h.hid for h in v.hosts)
+        for svc in self.services.values():
+            slots = callers.get(svc.idx, ())
+            for h in svc.hosts:
+                if h.cx_free is not None:
+                    h.cx_free = dict.fromkeys(slots, 0)
+
+    def _cx_slot(self, caller: int) -> int:
+        """The slot of caller code ``caller`` in the plain path's connection lists (``_plain_callers``)."""
+        return caller if caller >= 0 else caller + self.cx_width
 
     def _check_traps(self, name: str, svc: ServiceRT, mp: Any) -> None:
         """Configurations Envoy accepts that do not do what they say: collected as warnings."""
@@ -337,7 +390,17 @@ class Simulation:
     # ------------------------------------------------------------------ caller side
     def send(self, caller: int, czone: str | None, parent, service: ServiceRT, attrs, depth: int,
              on_resp: Callable[[Attempt], None], rid: int, optional: bool = False) -> Attempt:
-        """Send one request from a caller through its sidecar to ``service``."""
+        """Send one request from a caller through its sidecar to ``service``.
+
+        The plain path (a destination without policies) models the caller sidecar's HTTP/1.1
+        connections to each host as Envoy keeps them with its default breakers and no retries:
+        a request takes an idle connection of its caller to the host, or opens a new one
+        (``upstream_cx_total``) when every connection is busy; the connection is idle again when
+        the response reaches the caller, and kept (idle timeout 1 h). So per caller and host
+        ``upstream_cx_total`` is the peak number of requests in flight at once (plus the
+        connections closed by route timeouts). The handshake takes no time here (the policy
+        path's pools model it).
+        """
         if service.dest is not None:
             return self.sidecars.send(service.dest, caller, czone, parent, attrs, depth, on_resp, rid,
                                       optional)  # type: ignore[return-value]
@@ -365,6 +428,16 @@ class Simulation:
             i = v.rr
             v.rr = i + 1
             host = hosts[i % len(hosts)]
+        # an idle connection of this caller to the host, or a new one; ``caller`` becomes its slot
+        # (``_cx_slot``): the attempt already has the code
+        if caller < 0:
+            caller += self.cx_width
+        free = host.cx_free
+        f = free[caller]
+        if f:
+            free[caller] = f - 1
+        else:
+            host.cx_opened += 1
         att.host = host
         att.script = host.ver.script
         q = service.timeout_q
@@ -399,9 +472,38 @@ class Simulation:
         """
         att.status = 504
         att.flags |= FLAG_UT
-        st = att.host.ver.stats
-        st["upstream_rq_timeout"] = st.get("upstream_rq_timeout", 0) + 1
+        h = att.host
+        st = h.ver.stats if att.service.router is not None else att.service.stats  # the cluster's
+        for name in _TIMEOUT_RESET:
+            st[name] = st.get(name, 0) + 1
+        # the reset closes the HTTP/1.1 connection: the caller's handler below frees it, so it is taken off
+        h.cx_free[self._cx_slot(att.caller)] -= 1
         att.on_resp(att)
+
+    def _plain_cx_lost(self, att: Attempt, names: tuple[str, ...]) -> None:
+        """Chaos: the caller learns that the plain-path connection carrying ``att`` is gone (reset by
+        the replica, or it never connected); counted under ``names`` on the request's cluster. Call it
+        just before the caller's handler, which would otherwise count the connection idle again."""
+        h = att.host
+        if att.abandoned or h.cx_free is None:  # the caller gave up (a route timeout: that reset closed
+            return                               # the connection), or a mirror's shadow (no plain connection)
+        st = h.ver.stats if att.service.router is not None else att.service.stats
+        for name in names:
+            st[name] = st.get(name, 0) + 1
+        h.cx_free[self._cx_slot(att.caller)] -= 1
+
+    def _plain_cx_close_idle(self, h: Host) -> None:
+        """Chaos: a replica crashed; every caller's idle plain-path connection to it closes."""
+        free = h.cx_free
+        if not free:
+            return
+        n = sum(free.values() if isinstance(free, dict) else free)
+        if n:
+            st = h.ver.stats if h.ver.service.router is not None else h.ver.service.stats
+            for name in ("upstream_cx_destroy", "upstream_cx_destroy_remote"):
+                st[name] = st.get(name, 0) + n
+            for caller in (list(free) if isinstance(free, dict) else range(len(free))):
+                free[caller] = 0
 
     # ------------------------------------------------------------------ callee side
     def _arrive(self, att: Attempt) -> None:
@@ -605,6 +707,9 @@ class Simulation:
         child.abandoned = True  # answered: a later timeout or duplicate is ignored
         if not child.is_call:  # a router-level request: the sidecar recorded its tries
             self._rec_attempt(child)
+            h = child.host
+            if h is not None:  # plain path: the caller's connection is idle again
+                h.cx_free[child.caller] += 1
         att = child.parent
         st = child.status
         if (st == 0 or st >= 400) and not child.optional:
@@ -621,6 +726,9 @@ class Simulation:
         child.abandoned = True
         if not child.is_call:  # a router-level request: the sidecar recorded its tries
             self._rec_attempt(child)
+            h = child.host
+            if h is not None:  # plain path: the caller's connection is idle again
+                h.cx_free[child.caller] += 1
         att = child.parent
         st = child.status
         if (st == 0 or st >= 400) and not child.optional:
@@ -662,6 +770,13 @@ class Simulation:
             i = service.rr
             service.rr = i + 1
             host = hosts[i % len(hosts)]
+            free = host.cx_free  # the caller's connection (see ``send``; slot: _cx_slot)
+            i = src.code + self.cx_width
+            f = free[i]
+            if f:
+                free[i] = f - 1
+            else:
+                host.cx_opened += 1
             att.host = host
             att.script = host.ver.script
             self.open_requests[rid] = att
@@ -682,6 +797,9 @@ class Simulation:
             return
         att.abandoned = True
         self.open_requests.pop(att.rid, None)
+        h = att.host  # (a sidecar's Call has none)
+        if h is not None:  # plain path: the source's connection is idle again
+            h.cx_free[att.caller + self.cx_width] += 1
         self._rec_entry(att)
         att.parent.on_done(att)
 

@@ -36,6 +36,9 @@ _REQ_COLS = ["request_id", "source", "start_s", "end_s", "status", "attempts", "
 #: flag bit of an attempt row that is also its request's whole story (one try, answered): the
 #: request row is derived from it when the tables are built instead of being recorded twice
 SOLE = 1 << 30
+#: flag bit of an attempt row that is a mirror's shadow copy: Envoy counts it on the mirror's subset
+#: cluster, whatever cluster the route used (stripped from ``flags`` like ``SOLE``)
+SHADOW = 1 << 29
 
 
 class _Rows:
@@ -117,6 +120,7 @@ class Recorder:
             self.g_ver = [_Group() for _ in sim.versions]
             self.g_svc_local = {name: _Group() for name in sim.services}  # answers without a host
             self.local_replies = [0] * len(sim.versions)  # per version: answers without a host
+            self.shadow_status: dict[int, dict[int, int]] = {}  # per version: mirror shadows' statuses
             self.attempt = self._attempt_summary
             self.entry = self._entry_summary
             self.entry_open = self._entry_open_summary
@@ -125,6 +129,7 @@ class Recorder:
             self.entry = self._entry_full
             self.entry_open = self._entry_open_full
         self.open: dict = {}
+        self.cx_width = sim.cx_width  # a source's slot in the plain path's connection lists: code + width
 
     # ------------------------------------------------------------------ hot path
     def _attempt_full(self, att) -> None:
@@ -139,10 +144,22 @@ class Recorder:
         if len(rows) >= _CHUNK:
             self.att.pack()
 
+    def shadow(self, att) -> None:
+        """A mirror's shadow copy was answered (its response is discarded): an attempt row, marked."""
+        if self.summary_only:
+            if att.t_send >= self.warmup:
+                counts = self.shadow_status.setdefault(att.host.ver.vid, {})
+                counts[att.status] = counts.get(att.status, 0) + 1
+        else:
+            att.flags |= SHADOW
+        self.attempt(att)
+
     def _entry_open_full(self, att) -> None:
         """An open-loop request is answered: it is no longer open, and its row is recorded.
 
         The body of ``_entry_full``, inlined: this runs once per request of every open-loop run.
+        It also frees the source's plain-path connection to the host (the engine's
+        ``Simulation._request_done_closed`` does it for closed loops).
         """
         if att.abandoned:
             return
@@ -152,6 +169,8 @@ class Recorder:
             self._request_row(att)
             return
         h = att.host
+        if h is not None:
+            h.cx_free[att.caller + self.cx_width] += 1
         rows = self.att.rows
         rows.append((
             att.rid, att.caller, self._local_code(att) if h is None else h.hid, att.try_no,
@@ -165,6 +184,9 @@ class Recorder:
             return
         att.abandoned = True
         self.open.pop(att.rid, None)
+        h = att.host  # (a sidecar's Call has none)
+        if h is not None:  # the source's plain-path connection is idle again
+            h.cx_free[att.caller + self.cx_width] += 1
         self._entry_summary(att)
 
     def _request_row(self, call) -> None:
@@ -314,7 +336,9 @@ class Tables:
         flags = a[:, 10].astype(np.int64)
         sole = (flags & SOLE) != 0
         self.att = a
-        self.att_flags = flags & ~SOLE
+        #: the rows of mirror shadows (counted on the mirror's subset cluster)
+        self.att_shadow = (flags & SHADOW) != 0
+        self.att_flags = flags & ~(SOLE | SHADOW)
         code = a[:, 2].astype(np.int64)
         hid = np.where(code >= 0, code, -1)
         lb = labels

@@ -160,20 +160,47 @@ class RunResult:
                    _events_frame(sim.outlier_events), faults)
 
 
+def cluster_keys(svc) -> dict[int, str]:
+    """Version id -> the stats key of the cluster a request to that version of ``svc`` is counted on.
+
+    Envoy counts a request on the cluster its route chose: a subset (Istio's ``outbound|80|v1|svc``,
+    key ``svc|v1``) when the destination has routes, else the whole service (``outbound|80||svc``,
+    key ``svc|*``, or ``svc|default`` for a service without declared versions). A mirror's shadow
+    copy is counted on its version's subset whatever the route did.
+    """
+    if svc.router is None:
+        return {v.vid: svc.whole for v in svc.versions}
+    return {v.vid: f"{svc.name}|{v.name}" for v in svc.versions}
+
+
 def sidecar_counters(sim) -> dict[str, dict[str, int]]:
-    """Every counter the sidecars and the plain path keep, per cluster (``service|version``), now."""
+    """Every counter the sidecars and the plain path keep, per cluster (``service|version``, ``service|*``), now.
+
+    Besides the sidecars' clusters: the plain path's connection counts (``upstream_cx_total``,
+    ``upstream_cx_http1_total``, summed over its callers' sidecars, see ``Simulation.send``), its
+    route timeouts and the resets they make, under the cluster that carried them, and the inbound
+    local rate limit's counters under the version that limited.
+    """
     out: dict[str, dict[str, int]] = {}
 
     def add(key: str, source: dict) -> None:
-        target = out.setdefault(key, {})
         for name, value in source.items():
             if value and not name.endswith(("_active", "_open")):  # gauges are not counters
+                target = out.setdefault(key, {})
                 target[name] = target.get(name, 0) + int(value)
 
     for v in sim.versions:
         add(f"{v.service.name}|{v.name}", v.stats)
+    for svc in sim.services.values():
+        if svc.stats:
+            add(svc.whole, svc.stats)
+        if svc.dest is None:
+            keys = cluster_keys(svc)
+            for h in svc.hosts:
+                if h.cx_opened:
+                    add(keys[h.ver.vid], {"upstream_cx_total": h.cx_opened, "upstream_cx_http1_total": h.cx_opened})
     for cl in sim.sidecars.clusters.values():
-        key = f"{cl.dest.service.name}|{cl.label}"
+        key = cl.key
         add(key, cl.stats)
         add(key, cl.lb.stats)
         # the breakers' and pools' counters; request totals and codes come from the attempt rows
@@ -219,6 +246,7 @@ def _summarize(sim, tables) -> dict:
         svc_codes = tables.att_service[keep]
         ver = tables.att_version[keep]
         hid_kept = tables.att_hid[keep]
+        shadow = tables.att_shadow[keep]
         status = tables.att_status[keep]
         lat = tables.att_latency[keep]
     else:
@@ -245,11 +273,23 @@ def _summarize(sim, tables) -> dict:
             vs["replicas"] = len(v.hosts)
             vs["workers"] = v.hosts[0].workers if v.hosts else 0
             vers[v.name] = vs
-            if full:
-                local = int(np.count_nonzero(m & (hid_kept < 0)))
-            else:
-                local = rec.local_replies[v.vid]
-            stats[f"{sname}|{v.name}"] = _envoy_stats(vs["status"], local)
+            if svc.router is not None:  # routes: each version is its own (subset) cluster
+                if full:
+                    local = int(np.count_nonzero(m & (hid_kept < 0)))
+                else:
+                    local = rec.local_replies[v.vid]
+                stats[f"{sname}|{v.name}"] = _envoy_stats(vs["status"], local)
+        if svc.router is None:  # no routes: one cluster of the whole service; mirrors' shadows on subsets
+            stats.update(_whole_cluster_stats(svc, smask & ~shadow if full else None, status if full else None,
+                                              hid_kept if full else None, rec))
+            for v in svc.versions:
+                if full:
+                    sh = status[smask & shadow & (ver == v.vid)]
+                    counts = {int(c): int(n) for c, n in zip(*np.unique(sh, return_counts=True), strict=True)}
+                else:
+                    counts = rec.shadow_status.get(v.vid, {})
+                if counts:
+                    stats[f"{sname}|{v.name}"] = _envoy_stats({str(c): n for c, n in sorted(counts.items())})
         if not full:
             s_all = _merge_groups([rec.g_ver[v.vid] for v in svc.versions] + [rec.g_svc_local[sname]], window)
         total_workers = sum(v.workers_total for v in svc.versions)
@@ -272,6 +312,31 @@ def _summarize(sim, tables) -> dict:
     if sim.warnings:
         out["warnings"] = list(sim.warnings)
     return out
+
+
+def _whole_cluster_stats(svc, mask, status, hid, rec) -> dict[str, dict[str, int]]:
+    """The request counters of ``svc``'s whole-service cluster (a destination without routes).
+
+    Full mode: the attempt rows ``mask`` selects (``status``, ``hid`` < 0 for local replies). Summary
+    mode (``mask`` None): the versions' groups and the service's local answers, less the mirrors' shadows.
+    """
+    counts: dict[int, int] = {}
+    if mask is not None:
+        codes, n = np.unique(status[mask], return_counts=True)
+        counts = {int(c): int(k) for c, k in zip(codes, n, strict=True)}
+        local = int(np.count_nonzero(mask & (hid < 0)))
+    else:
+        groups = [rec.g_ver[v.vid] for v in svc.versions] + [rec.g_svc_local[svc.name]]
+        for g in groups:
+            g.flush()
+            for c, k in g.status.items():
+                counts[int(c)] = counts.get(int(c), 0) + int(k)
+        for v in svc.versions:
+            for c, k in rec.shadow_status.get(v.vid, {}).items():
+                counts[c] -= k
+        local = sum(rec.local_replies[v.vid] for v in svc.versions) + sum(rec.g_svc_local[svc.name].status.values())
+    st = {str(c): k for c, k in sorted(counts.items()) if k}
+    return {svc.whole: _envoy_stats(st, local)}
 
 
 class _Merged:

@@ -141,7 +141,8 @@ class Host:
     """
 
     __slots__ = ("hid", "index", "ver", "zone", "workers", "busy", "queue", "qcap", "weight", "name", "limiter",
-                 "reach", "simple", "down", "reach_from", "fx", "live", "script", "slow", "errdraw")
+                 "reach", "simple", "down", "reach_from", "fx", "live", "script", "slow", "errdraw", "cx_free",
+                 "cx_opened")
 
     def __init__(self, hid: int, index: int, ver: VersionRT, zone: str | None, workers: int, qcap: int | None):
         self.hid = hid
@@ -173,6 +174,12 @@ class Host:
         self.slow = 1.0
         #: the error model's draw for this replica (its version's, or its own counter for even spacing)
         self.errdraw: Callable[[], int] | None = None
+        #: plain path (``Simulation.send``): caller code -> idle HTTP/1.1 connections of that caller's
+        #: sidecar to this host, a list indexed by the code (or a dict in huge meshes; ``None`` for
+        #: hosts of a destination with policies: its sidecars' pools count)
+        self.cx_free: Any = None
+        #: plain path: connections opened to this host, over every caller (``upstream_cx_total``)
+        self.cx_opened = 0
 
     def __repr__(self) -> str:
         return self.name
@@ -217,7 +224,9 @@ class VersionRT:
         self.hist = None  # summary mode: caller-observed latency histogram
         self.status_counts: dict[int, int] = {}
         self.simple = False
-        self.stats: dict[str, int] = {}  # Envoy counters the plain path keeps (route timeouts, rate limits)
+        #: counters the plain path keeps for this version: its subset cluster's (route timeouts of a
+        #: destination with routes) and the inbound local rate limit's
+        self.stats: dict[str, int] = {}
         # replicas up (chaos crashes take them down): now, its integral over time, per second
         self.up = 0
         self.up_area = 0.0
@@ -232,7 +241,8 @@ class VersionRT:
 class ServiceRT:
     """A destination service: its versions, all hosts, and the caller-side routing."""
 
-    __slots__ = ("name", "idx", "versions", "by_name", "hosts", "router", "rr", "dest", "timeout_q")
+    __slots__ = ("name", "idx", "versions", "by_name", "hosts", "router", "rr", "dest", "timeout_q", "whole",
+                 "stats")
 
     def __init__(self, name: str, idx: int = 0) -> None:
         self.name = name
@@ -244,6 +254,11 @@ class ServiceRT:
         self.rr = 0
         self.dest: Any = None  # meshsim.sim._sidecar.Destination when the mesh block sets policies
         self.timeout_q: Any = None  # plain path: the route timeout (DeadlineQueue), None when disabled
+        #: the stats key of the whole-service cluster (Istio's ``outbound|80||svc``): ``svc|*``, or
+        #: ``svc|default`` for a service without declared versions (its one version is the whole service)
+        self.whole = f"{name}|*"
+        #: counters the plain path keeps on the whole-service cluster (route timeouts and their resets)
+        self.stats: dict[str, int] = {}
 
 
 class CallRT:

@@ -2,7 +2,8 @@
 
 A destination service whose ``mesh:`` block sets anything beyond plain
 routing goes through this module; the engine's plain path (``Simulation.send``)
-serves the others. The sidecar only asks the policy modules of
+serves the others (it counts the HTTP/1.1 connections Envoy would open, but
+models no pool: no breakers, no handshake time). The sidecar only asks the policy modules of
 ``meshsim.policies`` what to do; it holds the per-request state (a ``Call``)
 and the per-(caller sidecar, cluster) state (a ``ClusterState``), and it turns
 decisions into SimPy events.
@@ -125,7 +126,7 @@ class ClusterState:
 
     __slots__ = ("sim", "dest", "version", "label", "hosts", "lb", "breaker", "rm", "pools", "czone",
                  "hash_header", "hash_source", "ejected", "hc_failed", "checkers", "hc_u", "outlier", "stats", "act",
-                 "healthy", "interval_timer", "sidecar_key", "connect_timeout")
+                 "healthy", "interval_timer", "sidecar_key", "connect_timeout", "key")
 
     def __init__(self, sim: Any, dest: Destination, version: Any, sidecar_key: str,
                  local_zones: dict[Any, int] | None = None) -> None:
@@ -136,6 +137,10 @@ class ClusterState:
         self.version = version
         # Istio's subset cluster (outbound|80|v1|svc), or the whole service (outbound|80||svc)
         self.label = "*" if version is None else version.name
+        #: the stats key of the cluster Envoy counts on: a route names a subset (``svc|v1``); a
+        #: destination without routes uses the whole service (``svc|*``, ``svc|default`` when the
+        #: service declares no versions), also when it has one version only
+        self.key = dest.service.whole if dest.service.router is None else f"{dest.service.name}|{self.label}"
         self.sidecar_key = sidecar_key
         cp = dest.cluster_policies[None if version is None else version.name]
         self.hosts: list[Host] = list(dest.service.hosts if version is None else version.hosts)
@@ -585,7 +590,7 @@ class Sidecars:
 
     def _shadow_done(self, att: Attempt) -> None:
         att.mirror = True  # type: ignore[attr-defined]
-        self.sim._rec_attempt(att)
+        self.sim.recorder.shadow(att)
 
     # ------------------------------------------------------------------ tries
     def _try(self, call: Call, now: float) -> None:

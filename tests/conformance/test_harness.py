@@ -67,7 +67,81 @@ def test_cli_refuses_a_scenario_out_of_scope(tmp_path):
 
     f = tmp_path / "s.yaml"
     f.write_text("name: x\nduration: 1s\ntraffic: [{to: a, rate: 1}]\n"
-                 "services: {a: {latency: 1ms, script: [{call: b}]}, b: {latency: 1ms}}\n")
+                 "services: {a: {latency: 1ms, script: [{call: b}]}, b: {latency: 1ms}}\n"
+                 "chaos: [{name: c, kind: crash, target: {service: b}, start: 0s, duration: 1s}]\n")
     res = CliRunner().invoke(app, ["conformance", str(f)])
     assert res.exit_code == 2
-    assert "services.a" in res.output
+    assert "chaos" in res.output
+
+
+def test_multihop_scenarios_are_recognized():
+    from meshsim.conformance import check_multihop_scope, is_multihop
+
+    assert not is_multihop(_scn())
+    assert is_multihop(_scn([{"call": "b"}]))
+    assert is_multihop(_scn(["work", {"sleep": "1ms"}]))
+    check_multihop_scope(_scn([{"call": "b"}]))
+
+
+def test_standin_script_places_the_error_draw_as_the_simulator_does():
+    from meshsim.config import Call, Parallel, Sleep, Work
+    from meshsim.conformance._standin import compile_script
+
+    call = Call(service="b")
+    kinds = [k[0] for k in compile_script((Work(), call, Work()), has_errors=True)]
+    assert kinds == ["work", "err", "call", "work"]  # after the first work step only
+    kinds = [k[0] for k in compile_script((Sleep(latency="1ms"), Parallel(parallel=(call, call))), has_errors=True)]
+    assert kinds == ["err", "sleep", "par"]  # no work step: first of all
+    assert [k[0] for k in compile_script((Work(), call), has_errors=False)] == ["work", "call"]
+    (_, spec), = compile_script((call,), has_errors=False)
+    assert (spec.service, spec.host, spec.path, spec.method, spec.optional) == ("b", "b", "/", "GET", False)
+
+
+def test_precise_sleep_wakes_close_to_its_deadline():
+    import asyncio
+    import time
+
+    from meshsim.conformance._standin import PreciseSleep
+
+    async def main() -> list[float]:
+        sleep = PreciseSleep(asyncio.get_running_loop())
+        late = []
+        try:
+            for d in (0.0003, 0.0021, 0.0047):
+                t = time.monotonic()
+                await sleep(d)
+                late.append(time.monotonic() - t - d)
+        finally:
+            sleep.close()
+        return late
+
+    late = asyncio.run(main())
+    assert min(late) >= 0
+    assert sorted(late)[1] < 0.001  # asyncio.sleep would end up to 1 ms late (epoll's whole milliseconds)
+
+
+def test_version_clusters_follow_the_exported_routes():
+    from meshsim.conformance._multihop import version_clusters
+
+    scn = parse_scenario({"name": "x", "duration": "1s", "traffic": [{"to": "a", "rate": 1}],
+                          "services": {"a": {"latency": "1ms", "script": ["work", {"call": "b"}, {"call": "c"}]},
+                                       "b": {"latency": "1ms", "versions": {"v1": {}, "v2": {}}},
+                                       "c": {"latency": "1ms", "versions": {"v1": {}, "v2": {}}}},
+                          "mesh": {"b": {"routes": [{"route": {"v1": 50, "v2": 50}}]}}})
+    vc = version_clusters(scn)
+    assert vc[("ingress", "a", "default")] == "outbound|80||a"
+    assert vc[("a", "b", "v2")] == "outbound|80|v2|b"  # routed by version: the version's subset cluster
+    assert vc[("a", "c", "v2")] == "outbound|80||c"  # no routes: the whole service's cluster
+    assert ("ingress", "b", "v1") not in vc
+
+
+def test_calling_replicas_count_the_simulators_sidecars_towards_a_service():
+    from meshsim.conformance._multihop import calling_replicas
+
+    scn = parse_scenario({"name": "x", "duration": "1s", "traffic": [{"to": "a", "rate": 1}],
+                          "services": {"a": {"latency": "1ms", "replicas": 3,
+                                             "script": ["work", {"parallel": [{"call": "b"}, {"call": "b"}]}]},
+                                       "b": {"latency": "1ms", "versions": {
+                                           "v1": {"replicas": 2}, "v2": {"script": ["work", {"call": "c"}]}}},
+                                       "c": {"latency": "1ms"}}})
+    assert calling_replicas(scn) == {"b": 3, "c": 1}
