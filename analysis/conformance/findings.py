@@ -44,14 +44,17 @@ costs an idle-connection count per caller and host, read and written once per re
 `upstream_cx_total` per request 0.0069 and 0.0076 real in two runs of three vs 0.0067 simulated (tolerance
 0.0057-0.0058), and the harness compares the simulator's counters as they are.
 
-**D4 (watch, not yet explained): the 2nd-try latency band of `pertry`.** Requests answered at their 2nd try
-take a median ≈125-128 ms through Envoy against ≈122 ms simulated (per-try timeout 100 ms + back-off
-U[0, 25 ms) + 10 ms): within tolerance in the final run (125 vs 122, tolerance 7), outside it in an earlier
-one (128 vs 122, tolerance 4); the 3rd-try band agrees. It is listed as a known disagreement so that CI does
-not flap on it. Candidates: the per-try timer starts only once the upstream stream is attached (reference/envoy.md
-1.4), and the retry after a per-try reset needs a new connection (Envoy's 1 ms timer granularity, the stand-in's
-accept); the simulator does close the connection on a per-try timeout (`upstream_cx_total` agrees). Next step:
-an upstream access log per try and a direct comparison of try start times.
+**D4 (explained: the harness, not the simulator): the 2nd-try latency band of `pertry`.** Requests answered
+at their 2nd try take a median ≈125-128 ms through Envoy against ≈122 ms simulated (per-try timeout 100 ms +
+back-off U[0, 25 ms) + 10 ms). The stand-ins log when each try arrives, so the harness now compares the gap
+between a request's 1st and 2nd try where the upstream sees it (`try_gap_p50_ms`: the per-try timeout plus the
+back-off, which is what the simulator models): 112.5 ms real (44 requests, one 15 s run) and 113 vs 111 ms
+simulated over the full experiment, inside the tolerance, as are the 2nd try's served time (10.4 ms for a
+drawn 10 ms) and its queueing (0). The band's extra 2-6 ms end to end is therefore the real path's own time
+(the first try reaches the stand-in ≈1 ms after Envoy starts its per-try timer, Envoy's timers fire on whole
+milliseconds, the stand-in's `asyncio.sleep` wakes late, and the proxy adds ≈1 ms each way), which the
+latency allowance covers. The two band metrics stay listed as known so that CI does not flap on a loaded
+machine; the gap metric is judged.
 
 **Unexplained, reported as disagreements where they show:** `cb-closed-3` `upstream_cx_overflow` per request
 ≈0.35 on Envoy against ≈0.31 simulated (tolerance ≈0.03; the 503 share and `upstream_rq_pending_overflow` agree):
