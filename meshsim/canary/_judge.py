@@ -45,7 +45,7 @@ import pandas as pd
 from meshsim._exceptions import CanaryError
 from meshsim.canary._model import ArmData, Decision, Judgement, MetricResult, WatchResult
 from meshsim.canary.config import JudgeConfig, MetricConfig, parse_judge_config, quantile_level
-from meshsim.canary.sequential import checkpoint_bounds, count_test, paired_cs
+from meshsim.canary.sequential import checkpoint_bounds, count_test, paired_cs, running_variance
 
 __all__ = ["judge", "watch", "minute_series"]
 
@@ -336,17 +336,18 @@ def _run_cumsum(a: np.ndarray) -> np.ndarray:
 
 
 # ROLLBACK side: until the data say otherwise, the long-run variance of the paired minute differences
-# is taken as at least twice their minute-to-minute variance, with the weight of 10 minutes of data.
-# Separate instances per arm make per-minute differences autocorrelated; a short series cannot show
-# it, and a variance estimated as white made early looks leak (A/A ROLLBACK 7.7 % -> 4.0 % with the
-# prior, per-arm AR(1) rho 0.7 sd 5 %, 300 runs; +20 % latency on a shared fleet is caught at a
-# median 8 min as before (the prior widens the bound but takes no degrees of freedom), and a p99-only regression within 60 min in 72-77 % of runs instead of 80-85 %:
-# a trade measured in reports/canary.md).
-_RB_RATIO_PRIOR = (2.0, 10.0)
+# of a test is taken as its minute-to-minute variance plus twice that of the metric's best-measured
+# quantile (a persistent part: instance drift shifts the whole distribution), with the weight of 10
+# minutes of data. Separate instances per arm make per-minute differences autocorrelated; a short
+# series cannot show it, and a variance estimated as white made early looks leak. Measured (300
+# runs each): A/A ROLLBACK with per-arm AR(1) rho 0.7 sd 5 % 7.7 % -> 3.7 % (latency only); +20 %
+# latency on a shared fleet caught at a median 9 min instead of 8; p99-only +20 % within 60 min
+# 84 % (78 % with the error metric too) against 85 % (80 %) without the prior.
+_RB_RATIO_PRIOR = (3.0, 10.0)
 
 
 def _bounds(y: np.ndarray, t: _Test, v_opt: float, persistent_sd: float = 0.0,
-            checkpoints: tuple[int, ...] | None = None) -> None:
+            checkpoints: tuple[int, ...] | None = None, prior_ref: np.ndarray | None = None) -> None:
     """Paired bounds of the change ``y`` (analysis scale), running-intersected.
 
     ROLLBACK side: confidence sequences valid at every look. PROMOTE side: the same, or,
@@ -355,7 +356,8 @@ def _bounds(y: np.ndarray, t: _Test, v_opt: float, persistent_sd: float = 0.0,
     d = t.metric.direction
     a_rb = t.alpha / 2 if d == "either" else t.alpha
     cs_rb = paired_cs(y, alpha_lower=a_rb, alpha_upper=a_rb, v_opt=v_opt, persistent_sd=persistent_sd,
-                      ratio_prior=_RB_RATIO_PRIOR[0], ratio_prior_minutes=_RB_RATIO_PRIOR[1])
+                      ratio_prior=_RB_RATIO_PRIOR[0], ratio_prior_minutes=_RB_RATIO_PRIOR[1],
+                      ratio_prior_ref=prior_ref)
     t.lower = np.maximum.accumulate(cs_rb.lower)
     t.upper_rb = np.minimum.accumulate(cs_rb.upper)
     cs_pr = paired_cs(y, alpha_lower=t.beta, alpha_upper=t.beta, v_opt=v_opt, persistent_sd=persistent_sd)
@@ -413,6 +415,26 @@ def _betabinom_upper(x: np.ndarray, n: np.ndarray, alpha: float, upper: bool) ->
     return np.where(n > 0, res, 1.0 if upper else 0.0)
 
 
+def _series_of(t: _Test) -> str:
+    m = t.metric
+    return m.series_names[0] if m.kind != "latency" else f"latency_{t.label.rsplit('.', 1)[1]}_s"
+
+
+def _paired(t: _Test, b: np.ndarray, c: np.ndarray, series: str) -> np.ndarray:
+    """The per-minute paired change of a test: log ratio for relative margins, else the difference."""
+    m = t.metric
+    if not t.relative:
+        return c - b
+    with np.errstate(invalid="ignore", divide="ignore"):
+        okp = (b > 0) & (c > 0)
+        if np.any(np.isfinite(b) & np.isfinite(c) & ~okp & ~((b == 0) & (c == 0))) and m.kind == "gauge":
+            raise CanaryError(
+                f"metric {m.name!r}: the series {series!r} has values <= 0, so a relative margin "
+                f"({m.margin}) cannot apply; give an absolute margin (a plain number)"
+            )
+        return np.where(okp, np.log(np.where(okp, c, 1.0)) - np.log(np.where(okp, b, 1.0)), np.nan)
+
+
 def _analyze(baseline: ArmData, canary: ArmData, config: JudgeConfig) -> tuple[list[_Test], int, np.ndarray]:
     for arm, what in ((baseline, "baseline"), (canary, "canary")):
         if not isinstance(arm, ArmData):
@@ -442,6 +464,7 @@ def _analyze(baseline: ArmData, canary: ArmData, config: JudgeConfig) -> tuple[l
     v_opt = max(config.decision.horizon_s / 60.0 / 6.0, 5.0)
     cps = config.decision.promote_checkpoints_min()
     tests = _tests_of(config)
+    refs: dict[str, np.ndarray | None] = {}
     for t in tests:
         m = t.metric
         if m.kind == "error_rate":
@@ -500,22 +523,20 @@ def _analyze(baseline: ArmData, canary: ArmData, config: JudgeConfig) -> tuple[l
             t.test_name = "count-mixture + beta-binomial CS"
             t.no_canary_data = (n_c == 0) & (n_b > 0)
             continue
-        series = m.series_names[0] if m.kind != "latency" else f"latency_{t.label.rsplit('.', 1)[1]}_s"
+        series = _series_of(t)
         b, c = sb.get(series, nan), sc.get(series, nan)
-        if t.relative:
-            with np.errstate(invalid="ignore", divide="ignore"):
-                okp = (b > 0) & (c > 0)
-                if np.any(np.isfinite(b) & np.isfinite(c) & ~okp & ~((b == 0) & (c == 0))):
-                    if m.kind == "gauge":
-                        raise CanaryError(
-                            f"metric {m.name!r}: the series {series!r} has values <= 0, so a relative margin "
-                            f"({m.margin}) cannot apply; give an absolute margin (a plain number)"
-                        )
-                y = np.where(okp, np.log(np.where(okp, c, 1.0)) - np.log(np.where(okp, b, 1.0)), np.nan)
-        else:
-            y = c - b
+        y = _paired(t, b, c, series)
+        ref = None
+        if m.kind == "latency" and len(m.quantiles) > 1:
+            # the prior's persistent part is sized by the metric's best-measured quantile
+            if m.name not in refs:
+                vs = [running_variance(_paired(u, sb.get(_series_of(u), nan), sc.get(_series_of(u), nan),
+                                               _series_of(u)))
+                      for u in tests if u.metric is m]
+                refs[m.name] = np.fmin.reduce(vs) if vs else None
+            ref = refs[m.name]
         psd = math.sqrt(2.0) * config.decision.instance_noise if t.relative else 0.0
-        _bounds(y, t, v_opt, psd, cps)
+        _bounds(y, t, v_opt, psd, cps, ref)
         _decide_paired(t)
         if m.kind == "latency" and not matched:
             q = quantile_level(t.label.rsplit(".", 1)[1])
