@@ -69,6 +69,11 @@ def _one_upstream(latency: Any, *, errors: Any = None, workers: int = 64) -> dic
 CB = {"max_connections": 1, "max_pending_requests": 1, "max_requests": 1}
 
 
+CX_OVERFLOW = ("D5 (Envoy's event loop): a request arriving in the event-loop iteration in which an HTTP/1.1 "
+               "stream closed takes the freed connection before the deferred attach of the pending one, which "
+               "then counts a second upstream_cx_overflow; Envoy counts 3-15 % more, see the report")
+
+
 def _cb(name: str, traffic: dict[str, Any], short: bool = False) -> Experiment:
     return Experiment(
         name=name, family="1 circuit breaking",
@@ -77,7 +82,7 @@ def _cb(name: str, traffic: dict[str, Any], short: bool = False) -> Experiment:
                   "services": {"up": _one_upstream({"type": "exponential", "mean": "20ms"}, workers=8)},
                   "traffic": [{"to": "up", **traffic}],
                   "mesh": {"up": {"circuit_breakers": dict(CB)}}},
-        duration=15, short_duration=3, short=short, known={},
+        duration=15, short_duration=3, short=short, known={"upstream_cx_overflow/rq": CX_OVERFLOW},
     )
 
 
