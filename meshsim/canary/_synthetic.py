@@ -26,6 +26,16 @@ so that p99 is ``effect`` times higher), ``intermittent`` (+200 ms on 10 % of re
 Pathologies: ``missing_frac`` of minutes lose one arm's scrape (NaN), ``idle_frac`` of minutes
 have no traffic at all in the canary.
 
+Multi-metric variant (protocol 6.2): ``extra_gauges`` (default 0: none) adds that many per-minute
+gauge series to each arm's table, from :data:`GAUGES` in order (``cpu_seconds``, ``memory_bytes``,
+``gc_pause_s``, ``queue_depth``, ``active_connections``, ``threadpool_busy``, ``disk_io_s``,
+``cache_miss_ratio``). Each is ``base * L(t)^load_exp`` (``cpu_seconds`` and
+``active_connections`` follow the arm's own request count instead) times
+``exp(u_load * u_arm(t) + v_load * v_arm(t))`` -- the arm's latency and error cluster factors,
+shared by both arms in R1, the arm's own in R2 -- times the gauge's own per-arm lognormal noise
+(white, log-sd ``noise``). The gauges carry no version effect (they are for A/A runs) and come
+from their own random streams, so every other series of a run is the same with or without them.
+
 :func:`generate` returns both input tracks through :class:`~meshsim.canary.ArmData`:
 ``minutes`` (T1, per-minute aggregates as Prometheus gives them) always, ``requests`` (T2,
 raw) when asked. Everything is drawn from one ``numpy.random.SeedSequence``: same spec and
@@ -45,9 +55,35 @@ import pandas as pd
 
 from meshsim.canary._model import ArmData
 
-__all__ = ["SyntheticSpec", "Run", "generate", "true_quantiles", "minute_table"]
+__all__ = ["SyntheticSpec", "Run", "generate", "true_quantiles", "minute_table", "GAUGES", "Gauge"]
 
 Effect = Literal["none", "scale", "tail", "spread", "intermittent", "errors"]
+
+
+@dataclass(frozen=True)
+class Gauge:
+    """One synthetic per-minute gauge of the multi-metric variant (see the module docstring)."""
+
+    name: str
+    base: float  # level at load 1 (per request for ``per_request``)
+    load_exp: float  # exponent of the shared load factor L(t)
+    u_load: float  # loading on the arm's latency cluster factor u (log scale)
+    v_load: float  # loading on the arm's error cluster factor v (log scale)
+    noise: float  # log-sd of the gauge's own white per-arm noise
+    per_request: bool = False  # base * requests + idle instead of base * L^load_exp
+    idle: float = 0.0
+
+
+GAUGES: tuple[Gauge, ...] = (
+    Gauge("cpu_seconds", 0.004, 0.0, 0.5, 0.0, 0.05, per_request=True, idle=2.0),
+    Gauge("memory_bytes", 512e6, 0.1, 0.2, 0.0, 0.02),
+    Gauge("gc_pause_s", 0.05, 0.5, 1.0, 0.0, 0.12),
+    Gauge("queue_depth", 4.0, 1.5, 1.5, 0.3, 0.2),
+    Gauge("active_connections", 0.15, 0.0, 0.3, 0.0, 0.06, per_request=True, idle=5.0),
+    Gauge("threadpool_busy", 0.3, 0.8, 0.7, 0.3, 0.08),
+    Gauge("disk_io_s", 1.5, 0.7, 0.3, 0.0, 0.1),
+    Gauge("cache_miss_ratio", 0.05, 0.2, 0.0, 0.5, 0.1),
+)
 
 
 @dataclass(frozen=True)
@@ -76,10 +112,13 @@ class SyntheticSpec:
     idle_frac: float = 0.0
     warmup_min: float = 0.0  # both arms slower (x1.5, fading) for the first minutes
     canary_share: float = 0.5  # canary's share of the total traffic 2 * rate_per_arm (0.5: equal arms)
+    extra_gauges: int = 0  # multi-metric variant: this many gauges of GAUGES per arm (0: none)
 
     def __post_init__(self) -> None:
         if not 0.0 < self.canary_share < 1.0:
             raise ValueError(f"canary_share: {self.canary_share!r} is not in (0, 1)")
+        if not 0 <= self.extra_gauges <= len(GAUGES):
+            raise ValueError(f"extra_gauges: {self.extra_gauges!r} is not in 0..{len(GAUGES)}")
 
     def arm_rate(self, canary: bool) -> float:
         """Mean requests per minute of one arm (before the load factor)."""
@@ -270,4 +309,27 @@ def generate(spec: SyntheticSpec, seed: int, *, raw: bool = False) -> Run:
         uc, vc = _ar1(noise_c, T, spec.ar_rho, spec.ar_sd), _ar1(noise_c, T, spec.ar_rho, spec.error_ar_sd)
     base, _ = _arm(arm_b, spec, load, err_factor, ub, vb, canary=False, raw=raw, name="baseline")
     can, bad = _arm(arm_c, spec, load, err_factor, uc, vc, canary=True, raw=raw, name="canary")
+    if spec.extra_gauges:
+        # spawned after the five streams above, so they (and every other series) do not change
+        g_b, g_c = (np.random.default_rng(s) for s in ss.spawn(2))
+        base = _with_gauges(base, spec, load, ub, vb, g_b)
+        can = _with_gauges(can, spec, load, uc, vc, g_c)
     return Run(base, can, spec, int(seed), bad)
+
+
+def _with_gauges(arm: ArmData, spec: SyntheticSpec, load: np.ndarray, u: np.ndarray, v: np.ndarray,
+                 rng: np.random.Generator) -> ArmData:
+    """``arm`` with the first ``spec.extra_gauges`` gauges of :data:`GAUGES` appended to its minute table."""
+    mins = arm.minutes
+    assert mins is not None
+    req = mins[mins["metric"] == "requests"].sort_values("minute")
+    n = req["value"].to_numpy(float)  # NaN where the scrape is missing: the gauges miss it too
+    T = spec.minutes
+    frames = [mins]
+    for g in GAUGES[:spec.extra_gauges]:
+        level = g.idle + g.base * n if g.per_request else g.base * load ** g.load_exp
+        val = level * np.exp(g.u_load * u + g.v_load * v + g.noise * rng.standard_normal(T))
+        val = np.where(np.isfinite(n), val, np.nan)
+        frames.append(pd.DataFrame({"minute": np.arange(T), "metric": g.name, "value": val,
+                                    "count": req["count"].to_numpy(float)}))
+    return replace(arm, minutes=pd.concat(frames, ignore_index=True))

@@ -12,7 +12,10 @@ binomial spread at these run counts around the full-size results in reports/cana
 Unequal traffic splits (protocol 6.2) and the size-matched operating point (6.1 point 4) of the
 benchmark are exercised on a few short runs: the generator's split, the error count test on
 observed shares (a test that assumed equal shares would roll back every A/A run with the canary
-at 90 % and never see a 5x error rate with the canary at 10 %), and the script end to end.
+at 90 % and never see a 5x error rate with the canary at 10 %), and the script end to end. So are
+the multi-metric variant (the generator's ``extra_gauges`` leave every other series of a run
+unchanged), the coverage measurement (protocol 6.5; the benchmark's replay decides exactly as
+``decision_path``) and the ``instance_noise`` row (R2 cells only).
 """
 
 from __future__ import annotations
@@ -134,16 +137,66 @@ def test_size_matched_tuning() -> None:
 def test_benchmark_script_subset(tmp_path: Path) -> None:
     cb = _bench()
     out = tmp_path / "canary.md"
-    cb.main(["--cells", "A/A R1 300/min,A/A R1 canary 5%,+20% latency R1,errors 0.1%->0.5% R1 canary 10%",
+    cb.main(["--cells", "A/A R1 300/min,A/A R1 canary 5%,+20% latency R1,errors 0.1%->0.5% R1 canary 10%,"
+             "A/A R1 10 metrics,A/A R2 rho=.7 sd=5%",
              "--runs", "3", "--aa-runs", "3", "--tune-runs", "12", "--tune-iters", "2", "--minutes", "60",
-             "--jobs", "1", "--seed", str(SEED), "--out", str(out)])
+             "--jobs", "1", "--seed", str(SEED), "--out", str(out), "--records", str(tmp_path / "r.pkl")])
     text = out.read_text()
     assert "## Size-matched comparison" in text
     for row in ("| A/A R1 canary 5% (570/30 per min) | meshsim | T1 | 3 |",
                 "| +20% latency R1 canary 10% (540/60 per min) | regression | kayenta | T1 | 3 |",
                 "| errors 0.1%->0.5% R1 canary 10% (540/60 per min) | regression | flagger | T1 | 3 |",
                 "| +20% latency R1 | meshsim | 3 |",  # size-matched table
-                "| A/A R1 300/min | flagger | 3 |"):
+                "| A/A R1 300/min | flagger | 3 |",
+                "| A/A R1 10 metrics | meshsim | T1 | 3 |", "| A/A R1 10 metrics | kayenta | T1 | 3 |",
+                "| A/A R2 rho=.7 sd=5% | meshsim (instance_noise 5%) | T1 | 3 |",
+                "| A/A R2 rho=.7 sd=5% | meshsim (no ROLLBACK-side prior) | T1 | 3 |",
+                "| +20% latency R1 | 1.2 | latency.p99 | 3 |",  # coverage table
+                "| A/A ROLLBACK <= 5 % family-wise with 10 metrics",
+                "| time-uniform coverage of the reported effect interval >= 95 %"):
         assert row in text, row
     sized = text.split("## Size-matched comparison")[1].split("## Reading the results")[0]
     assert "canary 5%" not in sized  # split cells are not run with the size-matched thresholds
+    assert "| A/A R1 300/min | meshsim (instance_noise 5%)" not in text  # R2 cells only
+    assert "(**R2: truth = version effect only" in text
+    # the report can be rewritten from the saved records alone
+    again = tmp_path / "again.md"
+    cb.main(["--from-records", str(tmp_path / "r.pkl"), "--out", str(again)])
+    assert again.read_text().split("## Targets")[1] == text.split("## Targets")[1]
+
+
+def test_extra_gauges_leave_the_run_unchanged() -> None:
+    from meshsim.canary._synthetic import GAUGES
+
+    spec = SyntheticSpec(minutes=30, regime="R2", missing_frac=0.1)
+    plain, multi = generate(spec, SEED), generate(spec.with_(extra_gauges=6), SEED)
+    names = [g.name for g in GAUGES[:6]]
+    for a, b in ((plain.baseline, multi.baseline), (plain.canary, multi.canary)):
+        rest = b.minutes[~b.minutes["metric"].isin(names)].reset_index(drop=True)
+        assert rest.equals(a.minutes)
+        g = b.minutes[b.minutes["metric"].isin(names)]
+        assert sorted(g["metric"].unique()) == sorted(names) and len(g) == 6 * 30
+        v = g["value"].to_numpy()
+        assert np.all(v[np.isfinite(v)] > 0)
+        missing = a.minutes.loc[(a.minutes["metric"] == "requests") & a.minutes["value"].isna(), "minute"]
+        assert g.loc[g["minute"].isin(missing), "value"].isna().all()  # a missing scrape misses the gauges too
+    with pytest.raises(ValueError):
+        SyntheticSpec(extra_gauges=len(GAUGES) + 1)
+
+
+def test_benchmark_replay_matches_decision_path_and_records_coverage() -> None:
+    cb = _bench()
+    cell = {c.name: c for c in cb.cells()}["+20% latency R1"]
+    truth = cb.coverage_truth(cell)
+    assert truth == 1.2
+    spec = SyntheticSpec(minutes=60).with_(**cell.spec)
+    cfg = cb.parse_judge_config(cb._meshsim_cfg(spec=spec))
+    for i in range(3):
+        run = generate(spec, SEED + i)
+        d, t, _ = decision_path(run.baseline, run.canary, cfg)
+        d2, t2, info = cb.meshsim_path(run.baseline, run.canary, cfg, truth)
+        assert (d, t) == (d2, t2) and d is Decision.ROLLBACK
+        assert info.rollback_tests and set(info.cover) == {"latency.p50", "latency.p90", "latency.p99"}
+        # a ratio far from the truth is outside the interval at some look
+        _, _, far = cb.meshsim_path(run.baseline, run.canary, cfg, 3.0)
+        assert not any(v[0] for v in far.cover.values())
