@@ -47,7 +47,6 @@ import contextlib
 import json
 import pickle
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -60,8 +59,16 @@ import pandas as pd
 from meshsim.conformance._client import LoadSpec, run_load
 from meshsim.conformance._compare import STAT_NAMES, Observation, _common, ks_distance
 from meshsim.conformance._envoy import admin_get, envoy_binary, instrument, parse_stats, read_access_log
-from meshsim.conformance._procs import Child, ConformanceError, free_port_block
-from meshsim.conformance._real import RealRun, _events_frame, _join_requests, _wait_ready, cluster_sim_keys
+from meshsim.conformance._procs import Child, ConformanceError
+from meshsim.conformance._real import (
+    RealRun,
+    _events_frame,
+    _join_requests,
+    _wait_ready,
+    cluster_sim_keys,
+    export_static,
+    run_workdir,
+)
 from meshsim.conformance._standin import (
     CALLER_HEADER,
     LOG_COLUMNS,
@@ -183,24 +190,15 @@ def run_real_multihop(scenario, *, seed: int = 0, concurrency: int = 1, max_requ
     stand-in replica served (with ``caller``, ``served_s``, ``overhead_s``); ``proxies`` maps
     each proxy that ran to its bootstrap.
     """
-    from meshsim.envoy import endpoint_ports, export_envoy, sidecar_names, sidecar_ports
+    from meshsim.envoy import sidecar_names
 
     check_multihop_scope(scenario)
     names = sidecar_names(scenario)
     ingress = names[0]
     proxies = [ingress, *callers(scenario)]
-    n_replicas = sum(rv.replicas for s, spec in scenario.services.items() for rv in spec.resolved_versions(s).values())
-    tmp_ctx = tempfile.TemporaryDirectory(prefix="meshsim-conformance-") if workdir is None else None
-    wd = Path(tmp_ctx.name) if tmp_ctx is not None else Path(workdir)  # type: ignore[arg-type]
-    wd.mkdir(parents=True, exist_ok=True)
-    try:
-        notes: list[str] = []
-        base = free_port_block(4 * len(names) + n_replicas)
-        sidecar_base, endpoint_base = base, base + 4 * len(names)
-        boots = export_envoy(scenario, endpoints="static", sidecar_base_port=sidecar_base,
-                             endpoint_base_port=endpoint_base, on_unsupported=lambda n: notes.append(str(n)))
-        ports = endpoint_ports(scenario, base_port=endpoint_base)
-        sp = sidecar_ports(scenario, names, base_port=sidecar_base, endpoint_base_port=endpoint_base)
+    with run_workdir(workdir, keep) as wd:
+        exported = export_static(scenario, names)
+        notes, boots, ports, sp = exported.notes, exported.boots, exported.endpoints, exported.sidecars
         ran: dict[str, dict[str, Any]] = {}
         for svc in scenario.services:
             (wd / f"standin-{svc}.jsonl").unlink(missing_ok=True)  # a kept workdir must not mix runs
@@ -266,9 +264,6 @@ def run_real_multihop(scenario, *, seed: int = 0, concurrency: int = 1, max_requ
         events = pd.concat([_events_frame(_read_events(wd / f"outlier-{p}.log", wall_t0), port_host).assign(sidecar=p)
                             for p in proxies], ignore_index=True)
         return MultiHopRun(requests, attempts, stats, events, ran[ingress], notes, seed, wall, proxies=ran)
-    finally:
-        if tmp_ctx is not None and not keep:
-            tmp_ctx.cleanup()
 
 
 def _read_events(path: Path, wall_t0: float) -> list[dict[str, Any]]:

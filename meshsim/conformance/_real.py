@@ -8,11 +8,13 @@ of the version's latency and error models, nothing else.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import pickle
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -157,25 +159,14 @@ def run_real(scenario, *, seed: int = 0, concurrency: int = 1, max_requests: int
     ConformanceError
         Envoy missing, not ready in time, or a port collision that persisted.
     """
-    from meshsim.envoy import export_envoy, sidecar_names
+    from meshsim.envoy import sidecar_names
 
     check_scope(scenario)
     names = sidecar_names(scenario)
-    n_replicas = sum(rv.replicas for s, spec in scenario.services.items()
-                     for rv in spec.resolved_versions(s).values())
-    tmp_ctx = tempfile.TemporaryDirectory(prefix="meshsim-conformance-") if workdir is None else None
-    wd = Path(tmp_ctx.name) if tmp_ctx is not None else Path(workdir)  # type: ignore[arg-type]
-    wd.mkdir(parents=True, exist_ok=True)
-    try:
-        notes: list[str] = []
-        base = free_port_block(4 * len(names) + n_replicas)
-        sidecar_base, endpoint_base = base, base + 4 * len(names)
-        boots = export_envoy(scenario, endpoints="static", sidecar_base_port=sidecar_base,
-                             endpoint_base_port=endpoint_base, on_unsupported=lambda n: notes.append(str(n)))
-        from meshsim.envoy import endpoint_ports, sidecar_ports
-
-        ports = endpoint_ports(scenario, base_port=endpoint_base)
-        sp = sidecar_ports(scenario, names, base_port=sidecar_base, endpoint_base_port=endpoint_base)[names[0]]
+    with run_workdir(workdir, keep) as wd:
+        exported = export_static(scenario, names)
+        notes, boots, ports = exported.notes, exported.boots, exported.endpoints
+        sp = exported.sidecars[names[0]]
         access_log, outlier_log = wd / "access.log", wd / "outlier_events.log"
         for stale in (access_log, outlier_log, wd / "upstream.jsonl"):
             stale.unlink(missing_ok=True)  # Envoy appends; a kept workdir must not mix runs
@@ -211,9 +202,44 @@ def run_real(scenario, *, seed: int = 0, concurrency: int = 1, max_requests: int
         attempts = _upstream_frame(wd / "upstream.jsonl")
         events = _events_frame(read_outlier_events(outlier_log, wall_t0), port_host)
         return RealRun(requests, attempts, stats, events, boot, notes, seed, wall)
+
+
+@contextlib.contextmanager
+def run_workdir(workdir: Path | None, keep: bool) -> Iterator[Path]:
+    """The run's directory: ``workdir`` as given, or a temporary one removed afterwards unless ``keep``."""
+    tmp_ctx = tempfile.TemporaryDirectory(prefix="meshsim-conformance-") if workdir is None else None
+    wd = Path(tmp_ctx.name) if tmp_ctx is not None else Path(workdir)  # type: ignore[arg-type]
+    wd.mkdir(parents=True, exist_ok=True)
+    try:
+        yield wd
     finally:
         if tmp_ctx is not None and not keep:
             tmp_ctx.cleanup()
+
+
+@dataclass
+class StaticExport:
+    """A scenario exported for loopback: bootstraps per proxy, the exporter's notes, and the ports."""
+
+    boots: dict[str, Any]
+    notes: list[str]
+    endpoints: dict[tuple[str, str, int], int]  # (service, version, replica) -> port
+    sidecars: dict[str, Any]  # proxy name -> its ports (outbound, inbound, admin, ...)
+
+
+def export_static(scenario, names: list[str]) -> StaticExport:
+    """Export ``scenario`` with static 127.0.0.1 endpoints on a free block of ports."""
+    from meshsim.envoy import endpoint_ports, export_envoy, sidecar_ports
+
+    n_replicas = sum(rv.replicas for s, spec in scenario.services.items()
+                     for rv in spec.resolved_versions(s).values())
+    notes: list[str] = []
+    base = free_port_block(4 * len(names) + n_replicas)
+    sidecar_base, endpoint_base = base, base + 4 * len(names)
+    boots = export_envoy(scenario, endpoints="static", sidecar_base_port=sidecar_base,
+                         endpoint_base_port=endpoint_base, on_unsupported=lambda n: notes.append(str(n)))
+    return StaticExport(boots, notes, endpoint_ports(scenario, base_port=endpoint_base),
+                        sidecar_ports(scenario, names, base_port=sidecar_base, endpoint_base_port=endpoint_base))
 
 
 def _wait_ready(envoy: Child, admin: int, timeout: float, wd: Path) -> None:

@@ -47,18 +47,21 @@ import asyncio
 import ctypes
 import heapq
 import itertools
-import json
 import os
-import pickle
-import signal
-import sys
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
 from meshsim.conformance._client import _read_response
-from meshsim.conformance._upstream import _REASONS, REQUEST_ID_HEADER, _read_request
+from meshsim.conformance._upstream import (
+    _REASONS,
+    REQUEST_ID_HEADER,
+    Respond,
+    load_spec,
+    serve_ports,
+    write_log,
+)
 
 __all__ = ["CallSpec", "StandInReplica", "StandInSpec", "compile_script", "LOG_COLUMNS", "serve"]
 
@@ -457,66 +460,32 @@ def _response(status: int, served: float, overhead: float) -> bytes:
 
 async def _serve(spec: StandInSpec) -> list[tuple]:
     log: list[tuple] = []
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     pool = _Pool(spec.outbound_port, spec.request_timeout) if spec.outbound_port is not None else None
     sleep = PreciseSleep(loop)
+    def responder(rep: _Replica) -> Respond:
+        async def respond(headers: dict[str, str]) -> bytes:
+            return _response(*await rep.handle(headers))
 
-    def handler_for(rep: _Replica):
-        async def on_conn(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            try:
-                while True:
-                    req = await _read_request(reader)
-                    if req is None:
-                        break
-                    headers, keep = req
-                    status, served, overhead = await rep.handle(headers)
-                    if writer.is_closing():
-                        break
-                    writer.write(_response(status, served, overhead))
-                    await writer.drain()
-                    if not keep:
-                        break
-            except (ConnectionError, asyncio.CancelledError):
-                pass
-            finally:
-                writer.close()
+        return respond
 
-        return on_conn
-
-    servers = []
-    for r in spec.replicas:
-        rep = _Replica(r, spec, pool, log, sleep)
-        servers.append(await asyncio.start_server(handler_for(rep), spec.host, r.port, reuse_address=True))
-    sys.stdout.write("ready\n")
-    sys.stdout.flush()
+    ports = [(r.port, responder(_Replica(r, spec, pool, log, sleep))) for r in spec.replicas]
     try:
-        await asyncio.wait_for(stop.wait(), timeout=spec.max_seconds)
-    except asyncio.TimeoutError:
-        pass
-    for s in servers:
-        s.close()
-    if pool is not None:
-        pool.close()
-    sleep.close()
+        await serve_ports(spec.host, ports, spec.max_seconds)
+    finally:
+        if pool is not None:
+            pool.close()
+        sleep.close()
     return log
 
 
 def serve(spec: StandInSpec) -> None:
     """Serve the service's replicas until SIGTERM/SIGINT or ``spec.max_seconds``, then write the log."""
-    log = asyncio.run(_serve(spec))
-    with open(spec.log_path, "w") as fh:
-        for row in log:
-            fh.write(json.dumps(dict(zip(LOG_COLUMNS, row, strict=True))) + "\n")
+    write_log(spec.log_path, LOG_COLUMNS, asyncio.run(_serve(spec)))
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = sys.argv[1:] if argv is None else argv
-    with open(args[0], "rb") as fh:
-        spec = pickle.load(fh)  # written by the harness in its own temporary directory
-    serve(spec)
+    serve(load_spec(argv))
 
 
 if __name__ == "__main__":

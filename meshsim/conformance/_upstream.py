@@ -26,6 +26,7 @@ import signal
 import sys
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -140,14 +141,21 @@ def _response(status: int) -> bytes:
             .encode() + body)
 
 
-async def _serve(spec: UpstreamSpec) -> list[tuple]:
-    log: list[tuple] = []
+Respond = Callable[[dict[str, str]], Awaitable[bytes]]
+
+
+async def serve_ports(host: str, ports: list[tuple[int, Respond]], max_seconds: float) -> None:
+    """Serve HTTP/1.1 keep-alive connections on every ``(port, respond)`` until SIGTERM/SIGINT or ``max_seconds``.
+
+    ``respond(headers)`` returns the whole response. Writes ``ready`` on stdout once every port is
+    bound (the harness waits for it).
+    """
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
-    def handler_for(rep: _Replica):
+    def handler_for(respond: Respond):
         async def on_conn(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             try:
                 while True:
@@ -155,10 +163,10 @@ async def _serve(spec: UpstreamSpec) -> list[tuple]:
                     if req is None:
                         break
                     headers, keep = req
-                    status = await rep.handle(headers, spec.t0)
+                    body = await respond(headers)
                     if writer.is_closing():
                         break
-                    writer.write(_response(status))
+                    writer.write(body)
                     await writer.drain()
                     if not keep:
                         break
@@ -169,18 +177,28 @@ async def _serve(spec: UpstreamSpec) -> list[tuple]:
 
         return on_conn
 
-    servers = []
-    for r in spec.replicas:
-        rep = _Replica(r, log)
-        servers.append(await asyncio.start_server(handler_for(rep), spec.host, r.port, reuse_address=True))
+    servers = [await asyncio.start_server(handler_for(respond), host, port, reuse_address=True)
+               for port, respond in ports]
     sys.stdout.write("ready\n")
     sys.stdout.flush()
     try:
-        await asyncio.wait_for(stop.wait(), timeout=spec.max_seconds)
+        await asyncio.wait_for(stop.wait(), timeout=max_seconds)
     except asyncio.TimeoutError:
         pass
     for s in servers:
         s.close()
+
+
+async def _serve(spec: UpstreamSpec) -> list[tuple]:
+    log: list[tuple] = []
+    def responder(rep: _Replica) -> Respond:
+        async def respond(headers: dict[str, str]) -> bytes:
+            return _response(await rep.handle(headers, spec.t0))
+
+        return respond
+
+    ports = [(r.port, responder(_Replica(r, log))) for r in spec.replicas]
+    await serve_ports(spec.host, ports, spec.max_seconds)
     return log
 
 
@@ -188,19 +206,27 @@ LOG_COLUMNS = ("service", "version", "replica", "port", "request_id", "attempt",
                "end_s", "drawn_s", "status", "note")
 
 
+def write_log(path: Any, columns: tuple[str, ...], rows: list[tuple]) -> None:
+    """One JSON object per row (what the harness reads back)."""
+    with open(path, "w") as fh:
+        for row in rows:
+            fh.write(json.dumps(dict(zip(columns, row, strict=True))) + "\n")
+
+
+def load_spec(argv: list[str] | None = None) -> Any:
+    """The spec the harness pickled for a child process (its path is the first argument)."""
+    args = sys.argv[1:] if argv is None else argv
+    with open(args[0], "rb") as fh:
+        return pickle.load(fh)  # written by the harness in its own temporary directory
+
+
 def serve(spec: UpstreamSpec) -> None:
     """Serve every replica until SIGTERM/SIGINT or ``spec.max_seconds``, then write the log."""
-    log = asyncio.run(_serve(spec))
-    with open(spec.log_path, "w") as fh:
-        for row in log:
-            fh.write(json.dumps(dict(zip(LOG_COLUMNS, row, strict=True))) + "\n")
+    write_log(spec.log_path, LOG_COLUMNS, asyncio.run(_serve(spec)))
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = sys.argv[1:] if argv is None else argv
-    with open(args[0], "rb") as fh:
-        spec = pickle.load(fh)  # written by the harness in its own temporary directory
-    serve(spec)
+    serve(load_spec(argv))
 
 
 if __name__ == "__main__":
