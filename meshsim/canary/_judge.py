@@ -464,7 +464,8 @@ def _analyze(baseline: ArmData, canary: ArmData, config: JudgeConfig) -> tuple[l
     v_opt = max(config.decision.horizon_s / 60.0 / 6.0, 5.0)
     cps = config.decision.promote_checkpoints_min()
     tests = _tests_of(config)
-    refs: dict[str, np.ndarray | None] = {}
+    refs: dict[str, np.ndarray] = {}  # latency metric -> per-minute variance of its best-measured quantile
+    ys: dict[str, np.ndarray] = {}  # paired series computed ahead for the above, by test label
     for t in tests:
         m = t.metric
         if m.kind == "error_rate":
@@ -525,15 +526,17 @@ def _analyze(baseline: ArmData, canary: ArmData, config: JudgeConfig) -> tuple[l
             continue
         series = _series_of(t)
         b, c = sb.get(series, nan), sc.get(series, nan)
-        y = _paired(t, b, c, series)
+        y = ys.pop(t.label) if t.label in ys else _paired(t, b, c, series)
         ref = None
         if m.kind == "latency" and len(m.quantiles) > 1:
             # the prior's persistent part is sized by the metric's best-measured quantile
             if m.name not in refs:
-                vs = [running_variance(_paired(u, sb.get(_series_of(u), nan), sc.get(_series_of(u), nan),
-                                               _series_of(u)))
-                      for u in tests if u.metric is m]
-                refs[m.name] = np.fmin.reduce(vs) if vs else None
+                mine = [u for u in tests if u.metric is m]
+                for u in mine:
+                    su = _series_of(u)
+                    ys[u.label] = _paired(u, sb.get(su, nan), sc.get(su, nan), su)
+                refs[m.name] = np.fmin.reduce([running_variance(ys[u.label]) for u in mine])
+                y = ys.pop(t.label)
             ref = refs[m.name]
         psd = math.sqrt(2.0) * config.decision.instance_noise if t.relative else 0.0
         _bounds(y, t, v_opt, psd, cps, ref)
