@@ -866,36 +866,32 @@ def size_matched_section(g: dict[tuple[str, str, str], list[Record]], cell_list:
               "R1-tuned threshold gives under cluster effects):", "",
               "| cell | judge | n | ROLLBACK % at defaults | ROLLBACK % size-matched | PROMOTE % size-matched | "
               "INCONCLUSIVE % size-matched |", "|---|---|---|---|---|---|---|"]
-    for c in cell_list:
-        if c.kind != "aa" or not c.sized:
-            continue
-        for j in js:
-            r0, r1 = g.get((c.name, j, "T1")), g.get((c.name, j + SM, "T1"))
-            if not r1:
-                continue
-            s1 = summarise(r1, minutes)
-            d0 = pct(summarise(r0, minutes).rollback) if r0 else "n/a"
-            lines.append(f"| {c.name} | {j} | {s1.n} | {d0} | **{pct(s1.rollback)}** | {pct(s1.promote)} | "
-                         f"{pct(s1.inconclusive)} |")
+    for c, j, s1, d0 in _sized_pairs(g, cell_list, js, "aa", minutes):
+        lines.append(f"| {c.name} | {j} | {s1.n} | {d0} | **{pct(s1.rollback)}** | {pct(s1.promote)} | "
+                     f"{pct(s1.inconclusive)} |")
     lines += ["", "Regression cells at equal size (power = P(ROLLBACK) within the horizon; PROMOTE = missed "
               "regression):", "",
               "| cell | judge | n | power % at defaults | power % size-matched | by 60 min % | PROMOTE % | "
               "median min to ROLLBACK | p90 min | bad requests served (median) |",
               "|---|---|---|---|---|---|---|---|---|---|"]
+    for c, j, s1, d0 in _sized_pairs(g, cell_list, js, "regression", minutes):
+        p90 = ">H" if not np.isfinite(s1.t_p90) else f"{s1.t_p90:.0f}"
+        err = f" ({s1.errors} errors)" if s1.errors else ""
+        lines.append(f"| {c.name} | {j} | {s1.n}{err} | {d0} | **{pct(s1.rollback)}** | {pct(s1.rollback60)} | "
+                     f"{pct(s1.promote)} | {fmt_min(s1.t_med)} | {p90} | {s1.bad_med:.0f} |")
+    return lines
+
+
+def _sized_pairs(g: dict[tuple[str, str, str], list[Record]], cell_list: list[Cell], js: list[str], kind: str,
+                 minutes: int) -> Iterator[tuple[Cell, str, Summary, str]]:
+    """Per sized cell of ``kind`` and judge: the size-matched summary and the ROLLBACK rate at defaults."""
     for c in cell_list:
-        if c.kind != "regression" or not c.sized:
+        if c.kind != kind or not c.sized:
             continue
         for j in js:
             r0, r1 = g.get((c.name, j, "T1")), g.get((c.name, j + SM, "T1"))
-            if not r1:
-                continue
-            s1 = summarise(r1, minutes)
-            d0 = pct(summarise(r0, minutes).rollback) if r0 else "n/a"
-            p90 = ">H" if not np.isfinite(s1.t_p90) else f"{s1.t_p90:.0f}"
-            err = f" ({s1.errors} errors)" if s1.errors else ""
-            lines.append(f"| {c.name} | {j} | {s1.n}{err} | {d0} | **{pct(s1.rollback)}** | {pct(s1.rollback60)} | "
-                         f"{pct(s1.promote)} | {fmt_min(s1.t_med)} | {p90} | {s1.bad_med:.0f} |")
-    return lines
+            if r1:
+                yield c, j, summarise(r1, minutes), (pct(summarise(r0, minutes).rollback) if r0 else "n/a")
 
 
 def coverage_section(g: dict[tuple[str, str, str], list[Record]], cell_list: list[Cell]) -> list[str]:
