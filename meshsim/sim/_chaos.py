@@ -541,9 +541,7 @@ class Chaos:
         if att.abandoned:  # its caller gave up, or its connection was reset at the crash
             return
         if att.on_resp is self._try_done:  # a sidecar's stream on a connection opened before the crash:
-            r = Timer(att)                   # the reset reaches the caller one leg later
-            r.callbacks = [self._reset_arrives]
-            self.sim._schedule(r, self._leg_delay(att))
+            self._reset_later(att)           # the reset reaches the caller one leg later
             return
         att.status = 503
         att.flags |= FLAG_UF
@@ -552,13 +550,17 @@ class Chaos:
     def _reset(self, att: Attempt, h: Host) -> None:
         """The request's connection is reset on its way in: the caller learns of it one leg later."""
         if att.on_resp is self._try_done:
-            r = Timer(att)
-            r.callbacks = [self._reset_arrives]
-            self.sim._schedule(r, self._leg_delay(att))
+            self._reset_later(att)
             return
         att.status = 503
         att.flags |= FLAG_UC
         self._plain_back(att, self._plain_reset_arrives)
+
+    def _reset_later(self, att: Attempt) -> None:
+        """A sidecar's stream is reset: the caller learns of it one leg later (``_reset_arrives``)."""
+        r = Timer(att)
+        r.callbacks = [self._reset_arrives]
+        self.sim._schedule(r, self._leg_delay(att))
 
     def _plain_back(self, att: Attempt, then: Any) -> None:
         """``_send_back`` for a plain-path request whose connection failed: ``then`` at the caller."""
