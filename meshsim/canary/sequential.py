@@ -59,6 +59,9 @@ __all__ = [
     "long_run_variance_path",
     "checkpoint_z",
     "checkpoint_bounds",
+    "DriftPosterior",
+    "drift_posterior",
+    "drift_quantile",
     "CountTest",
     "count_test",
     "quantile_cs",
@@ -381,6 +384,180 @@ def checkpoint_bounds(
     lower[idx] = lo_c
     upper[idx] = hi_c
     return np.maximum.accumulate(lower), np.minimum.accumulate(upper)
+
+
+# --------------------------------------------------------------------------------------------------
+# instance drift: a Bayesian check on the ROLLBACK side of paired minutes
+
+# The prior on per-arm instance drift: the log latency of one arm's instances wanders as an AR(1) with
+# this stationary sd (probabilities DRIFT_PRIOR_P) and per-minute memory (equally likely). The white
+# sampling noise of a minute's value has a flat prior on the log scale over DRIFT_WHITE_VAR.
+DRIFT_PRIOR_SD = (0.0, 0.02, 0.04, 0.06)
+DRIFT_PRIOR_P = (0.4, 0.3, 0.2, 0.1)
+DRIFT_PRIOR_PHI = (0.8, 0.9, 0.95)
+DRIFT_WHITE_VAR = (1e-5, 1.0, 24)  # geometric grid: low, high, points
+LOG_2PI = math.log(2.0 * math.pi)
+_DRIFT_V0 = 25.0  # prior variance of the mean change (log scale): flat for any realistic change
+
+
+@functools.lru_cache(maxsize=1)
+def _drift_grid() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Grid points (per-arm sd, memory, white variance), log prior, and the (sd, memory) index of each."""
+    sds, phis, ws, lp, hp = [], [], [], [], []
+    white = np.geomspace(*DRIFT_WHITE_VAR[:2], int(DRIFT_WHITE_VAR[2]))
+    h = 0
+    for sd, p in zip(DRIFT_PRIOR_SD, DRIFT_PRIOR_P, strict=True):
+        memories = DRIFT_PRIOR_PHI if sd > 0 else (0.0,)
+        for phi in memories:
+            for w in white:
+                sds.append(sd)
+                phis.append(phi)
+                ws.append(w)
+                lp.append(math.log(p / len(memories)))
+                hp.append(h)
+            h += 1
+    return np.array(sds), np.array(phis), np.array(ws), np.array(lp), np.array(hp)
+
+
+@dataclass(frozen=True)
+class DriftPosterior:
+    """Per series and prefix, the posterior of the mean change under the drift model.
+
+    Arrays of shape ``(series, minutes, grid)``: the posterior mean and variance of the mean
+    change given each grid point, and the grid point's posterior log weight (normalised per
+    series and prefix). ``n`` is the number of observed minutes per series and prefix.
+    """
+
+    mean: np.ndarray
+    var: np.ndarray
+    log_w: np.ndarray
+    n: np.ndarray
+
+
+def _logsumexp(a: np.ndarray, axis: int) -> np.ndarray:
+    m = np.max(a, axis=axis, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0.0)
+    return np.squeeze(m, axis) + np.log(np.sum(np.exp(a - m), axis=axis))
+
+
+def drift_posterior(ys: np.ndarray, *, shared_from: np.ndarray | None = None) -> DriftPosterior:
+    """The drift model of paired minute differences, for every prefix of each series at once.
+
+    Each series ``y_t`` (one row of ``ys``; NaN = missing minute) is modelled as
+    ``mu + a_t + e_t``: ``mu`` the version's change, ``a_t`` the difference of two arms'
+    independent AR(1) instance drifts (per-arm sd and memory from the grid of
+    :data:`DRIFT_PRIOR_SD` x :data:`DRIFT_PRIOR_PHI`), ``e_t`` white sampling noise. A Kalman
+    filter with ``mu`` in the state gives, in one pass per grid point, the posterior of ``mu``
+    and the marginal likelihood of every prefix (``mu`` integrated out under a flat prior, so a
+    constant change is never taken for drift).
+
+    ``shared_from`` (an index per prefix into the rows of ``ys``) takes the posterior of the
+    drift's sd and memory from that row, and only the white noise from each series' own data:
+    drift of the instances shifts every quantile of a latency alike, and the best-measured
+    quantile shows it first.
+    """
+    ys = np.atleast_2d(np.asarray(ys, dtype=float))
+    k, T = ys.shape
+    sd, phi, white, lp, hp = _drift_grid()
+    G = sd.size
+    d2 = 2.0 * sd**2  # variance of the difference of two arms' drifts
+    q = d2 * (1.0 - phi**2)
+    mm = np.zeros((k, G))
+    ma = np.zeros((k, G))
+    pmm = np.full((k, G), _DRIFT_V0)
+    pma = np.zeros((k, G))
+    paa = np.broadcast_to(d2, (k, G)).copy()
+    ll = np.zeros((k, G))
+    M = np.empty((k, T, G))
+    V = np.empty((k, T, G))
+    L = np.empty((k, T, G))
+    ok = np.isfinite(ys)
+    for t in range(T):
+        if t:
+            ma *= phi
+            pma *= phi
+            paa = phi**2 * paa + q
+        o = ok[:, t]
+        if o.any():
+            y = np.where(o, ys[:, t], 0.0)[:, None]
+            f = pmm + 2.0 * pma + paa + white
+            v = y - mm - ma
+            b1 = pmm + pma
+            b2 = pma + paa
+            k1 = b1 / f
+            k2 = b2 / f
+            upd = (mm + k1 * v, ma + k2 * v, pmm - k1 * b1, pma - k1 * b2, paa - k2 * b2,
+                   ll - 0.5 * (np.log(f) + LOG_2PI + v * v / f))
+            if o.all():
+                mm, ma, pmm, pma, paa, ll = upd
+            else:
+                sel = o[:, None]
+                mm, ma, pmm, pma, paa, ll = (np.where(sel, new, old) for new, old in
+                                             zip(upd, (mm, ma, pmm, pma, paa, ll), strict=True))
+        M[:, t] = mm
+        V[:, t] = pmm
+        L[:, t] = ll
+    lw = L + lp  # (k, T, G) unnormalised log posterior
+    if shared_from is not None:
+        nh = int(hp.max()) + 1
+        # log posterior of (sd, memory) per series and prefix, the white noise integrated out
+        lh = np.stack([_logsumexp(lw[:, :, hp == h], axis=2) for h in range(nh)], axis=2)  # (k, T, nh)
+        src = np.asarray(shared_from, dtype=int)
+        lh_ref = lh[src, np.arange(T)]  # (T, nh)
+        lw = lw - lh[:, :, hp] + lh_ref[None, :, hp]
+    lw = lw - _logsumexp(lw, axis=2)[:, :, None]
+    return DriftPosterior(mean=M, var=np.maximum(V, 1e-300), log_w=lw, n=np.cumsum(ok, axis=1))
+
+
+def drift_quantile(post: DriftPosterior, p: float, *, cap: np.ndarray | None = None, upper: bool = False) -> np.ndarray:
+    """The ``p`` quantile of the posterior of the mean change, per series and prefix (``(series, minutes)``).
+
+    The posterior is a mixture of normals over the grid; its quantile is found by safeguarded
+    Newton steps from the moment-matched normal. NaN before two observed minutes. With ``cap``
+    (same shape), the result is ``min(quantile, cap)`` (``max`` with ``upper``), and the quantile is
+    solved only where it is beyond the cap (one evaluation of the posterior elsewhere).
+    """
+    w = np.exp(post.log_w)
+    m, sd = post.mean, np.sqrt(post.var)
+    out = np.full(m.shape[:2], np.nan)
+    todo = post.n >= 2
+    if cap is not None:
+        cap = np.broadcast_to(np.asarray(cap, float), out.shape)
+        fin = todo & np.isfinite(cap)
+        at_cap = np.full(out.shape, np.inf)
+        at_cap[fin] = np.sum(w[fin] * special.ndtr((cap[fin][:, None] - m[fin]) / sd[fin]), axis=1)
+        beyond = at_cap < p if upper else at_cap > p  # the quantile lies beyond the cap
+        out[todo] = cap[todo]
+        todo = todo & (beyond | ~np.isfinite(cap))
+    if not todo.any():
+        return out
+    w, m, sd, v = w[todo], m[todo], sd[todo], post.var[todo]
+    lo = np.min(m - 12.0 * sd, axis=1)
+    hi = np.max(m + 12.0 * sd, axis=1)
+    mu = np.sum(w * m, axis=1)
+    var = np.sum(w * (v + m * m), axis=1) - mu * mu
+    x = np.clip(mu + sps.norm.ppf(p) * np.sqrt(np.maximum(var, 0.0)), lo, hi)
+    c = 1.0 / math.sqrt(2.0 * math.pi)
+    # Newton steps on log F (lower tail) or log(1 - F) (upper tail): nearly linear in the tails
+    tail = min(p, 1.0 - p)
+    sign = 1.0 if p <= 0.5 else -1.0
+    for _ in range(60):
+        z = (x[:, None] - m) / sd
+        cdf = np.sum(w * special.ndtr(z), axis=1)
+        dens = np.sum(w * np.exp(-0.5 * z * z) * c / sd, axis=1)
+        f = cdf - p
+        hi = np.where(f > 0, x, hi)
+        lo = np.where(f > 0, lo, x)
+        tail_mass = cdf if sign > 0 else 1.0 - cdf
+        with np.errstate(divide="ignore", invalid="ignore"):
+            step = x - sign * (np.log(tail_mass) - math.log(tail)) * tail_mass / dens
+        x_new = np.where(np.isfinite(step) & (step >= lo) & (step <= hi), step, 0.5 * (lo + hi))
+        done = np.abs(x_new - x) <= 1e-8 * (1.0 + np.abs(x))
+        x = x_new
+        if done.all():
+            break
+    out[todo] = x
+    return out
 
 
 # --------------------------------------------------------------------------------------------------

@@ -89,6 +89,10 @@ def test_quantile_levels() -> None:
         ({"metrics": [{"name": "latency", "margin": "1pp"}]}, ["percentage points apply to error rates"]),
         ({"metrics": [{"name": "x", "weight": 0}]}, ["metrics[0].weight: 0 is out of range; must be > 0"]),
         ({"mode": "spinnaker", "metrics": ["a"]}, ["mode: 'spinnaker' is not one of meshsim, kayenta"]),
+        ({"metrics": ["a"], "decision": {"instances": "pods"}}, ["decision.instances: 'pods' is not one of",
+                                                                 "separate", "shared"]),
+        ({"metrics": ["a"], "decision": {"instances": "shared", "instance_noise": "5%"}},
+         ["decision", "instance_noise: 0.05", "instances is 'shared'"]),
     ],
 )
 def test_errors_are_one_line_with_path(data: dict, expected: list[str]) -> None:
