@@ -35,6 +35,10 @@ Judges (callables ``(baseline, canary, config) -> (Decision, minute or None)``):
 * ``flagger`` -- Flagger-style fixed thresholds on the canary alone: P99 <= 1.25 x the
   baseline's steady-state P99, success rate >= 99 %, threshold 5, 2 % steps to 50 %.
 
+A/A cells get ``--aa-runs`` runs each, the two slow-drift cells (R2, rho 0.95) four times as many
+(:data:`AA_SCALE_SLOW`: 2,000 at the default, the protocol's size), since their verdict against the 5 %
+bar hinges on the rate's precision.
+
 Traffic: 300 requests/min per arm, except the low/high-traffic cells and the **unequal-split**
 cells (protocol 6.2), where a total of 600 requests/min is split 540/60 (canary 10 %) or 570/30
 (canary 5 %) between baseline and canary (A/A, +20 % latency, tail-only p99 +20 %, errors
@@ -449,6 +453,9 @@ def tune(judges: tuple[str, ...], runs: int, iters: int, minutes: int, seed: int
 R2A = {"regime": "R2", "ar_rho": 0.7, "ar_sd": 0.05}
 R2C = {"regime": "R2", "ar_rho": 0.95, "ar_sd": 0.05}
 R2B = {"regime": "R2", "ar_rho": 0.95, "ar_sd": 0.10}
+# the slow-drift A/A cells sit near the 5 % bar, so they get 4 x --aa-runs (2,000 at the default 500: the
+# protocol's size for an A/A cell, binomial SE about 0.5pp at 5 %)
+AA_SCALE_SLOW = 4
 
 
 @dataclass(frozen=True)
@@ -461,6 +468,7 @@ class Cell:
     target: str = ""
     sized: bool = False  # also run the size-matched judges here
     coverage: str = ""  # "R1": the latency ratio's truth is known, coverage measured; "R2": measured, labelled
+    aa_scale: int = 1  # A/A runs = aa_scale x --aa-runs (the cells whose verdict hinges on the rate's precision)
 
 
 COVERAGE_R1 = ("A/A R1 300/min", "+20% latency R1", "+10% latency R1", "+5% latency R1")
@@ -476,8 +484,10 @@ def cells() -> list[Cell]:
     out = [
         Cell("A/A R1 300/min", {}, "aa", "no change, shared fleet", t2=True, sized=True),
         Cell("A/A R2 rho=.7 sd=5%", R2A, "aa", "no change, separate instances", sized=True),
-        Cell("A/A R2 rho=.95 sd=5%", R2C, "aa", "no change, separate instances, slow cluster noise", sized=True),
-        Cell("A/A R2 rho=.95 sd=10%", R2B, "aa", "no change, strong slow cluster noise (stress)", sized=True),
+        Cell("A/A R2 rho=.95 sd=5%", R2C, "aa", "no change, separate instances, slow cluster noise", sized=True,
+             aa_scale=AA_SCALE_SLOW),
+        Cell("A/A R2 rho=.95 sd=10%", R2B, "aa", "no change, strong slow cluster noise (stress)", sized=True,
+             aa_scale=AA_SCALE_SLOW),
         Cell("A/A R1 30/min", {"rate_per_arm": 30}, "aa", "low traffic (60 req/min total)"),
         Cell("A/A R2 3000/min", {"rate_per_arm": 3000, **R2A}, "aa", "high traffic, separate instances"),
         Cell("A/A zero-error baseline", {"error_rate": 0.0}, "aa", "no errors in either arm"),
@@ -622,7 +632,7 @@ def run_all(cell_list: list[Cell], runs: int, aa_runs: int, minutes: int, seed: 
             judges: tuple[str, ...], tuned: dict[str, float] | None = None) -> list[Record]:
     tasks = []
     for cell in cell_list:
-        n = aa_runs if cell.kind == "aa" else runs
+        n = aa_runs * cell.aa_scale if cell.kind == "aa" else runs
         tasks += [(cell, seed + i, minutes, judges, tuned or {}) for i in range(n)]
     out: list[Record] = []
     if jobs <= 1:
@@ -1001,7 +1011,9 @@ def write_report(path: str, recs: list[Record], cell_list: list[Cell], args: arg
         f"{getattr(args, 'judge_version', '') or judge_version()}. "
         "Protocol: the canary reference notes, section 6; generator: `meshsim/canary/_synthetic.py`; "
         "judges and settings: the module docstring of the script. Every judge sees the same runs "
-        "(common random numbers). Cells: 300 requests/min per arm unless named (cells named "
+        "(common random numbers). Runs per cell: as given (n in every table); the two R2 rho 0.95 A/A "
+        f"cells get {AA_SCALE_SLOW} x --aa-runs, since their verdict against the 5 % bar hinges on the rate's "
+        "precision. Cells: 300 requests/min per arm unless named (cells named "
         "`canary 10%` / `canary 5%` split a total of 600 requests/min unequally: 540/60 and 570/30 "
         "baseline/canary), 180-minute horizon, "
         "a look every minute for meshsim and Flagger, 60-minute cumulative intervals for Kayenta. "

@@ -313,6 +313,7 @@ class _Test:
     no_canary_data: np.ndarray = field(default_factory=lambda: np.empty(0, bool))
     test_name: str = ""
     size_note: str = ""  # why one side of the test is refused (arms of unequal size, aggregated input)
+    drift_held: np.ndarray | None = None  # per look: ROLLBACK held back by the instance-drift check
     margin_thr: float = 0.0  # on the analysis scale (log for relative)
     rb_thr: float = 0.0
 
@@ -387,6 +388,13 @@ def _bounds(y: np.ndarray, t: _Test, v_opt: float, persistent_sd: float = 0.0,
             up_rb = np.fmax(up_rb, drift_quantile(drift, 1.0 - a_g, cap=up_rb[None], upper=True)[0])
     t.lower = np.maximum.accumulate(lo_rb)
     t.upper_rb = np.minimum.accumulate(up_rb)
+    if drift is not None:  # looks where the confidence sequence alone would roll back
+        held = np.zeros(t.lower.size, bool)
+        if d != "decrease":
+            held |= (np.maximum.accumulate(cs_rb.lower) > t.rb_thr) & ~(t.lower > t.rb_thr)
+        if d != "increase":
+            held |= (np.minimum.accumulate(cs_rb.upper) < -t.rb_thr) & ~(t.upper_rb < -t.rb_thr)
+        t.drift_held = held
     cs_pr = paired_cs(y, alpha_lower=t.beta, alpha_upper=t.beta, v_opt=v_opt, persistent_sd=persistent_sd)
     t.upper_tu = np.minimum.accumulate(cs_pr.upper)
     t.lower_pr_tu = np.maximum.accumulate(cs_pr.lower)
@@ -710,6 +718,9 @@ def _metric_result(t: _Test, i: int, code: int) -> MetricResult:
         reason = f"undecided: change {_fmt(est, kind)}, bounds [{_fmt(lo, kind)}, {_fmt(hi, kind)}], allowed {mtxt}"
     if t.size_note and dec is not Decision.ROLLBACK and dec is not Decision.PROMOTE:
         reason += f"; {t.size_note}"
+    if dec is Decision.INCONCLUSIVE and t.drift_held is not None and t.drift_held[i]:
+        reason += ("; beyond sampling noise, but slow drift between the arms' instances could still explain it "
+                   "(instances: separate); set instances: shared if one fleet serves both arms")
     pv = float(t.p_value[i]) if t.p_value is not None else None
     ev = float(t.e_value[i]) if t.e_value is not None else None
     return MetricResult(
