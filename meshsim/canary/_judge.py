@@ -361,7 +361,9 @@ _RB_RATIO_PRIOR = (3.0, 10.0)
 # test's alpha below zero. Chosen on A/A and regression runs of the benchmark's generator with seeds
 # apart from the report's (1,000 A/A runs with per-arm AR(1) rho 0.95, sd 5 %: false ROLLBACK 16 %
 # -> 3 %; 300 runs each on a shared fleet: +10 % caught within 60 min in 97 % (median 35 min instead
-# of 15), +20 % at a median 10 min instead of 9, p99-only unchanged).
+# of 15), +20 % at a median 10 min instead of 9, p99-only unchanged). In reports/canary.md (2,000 A/A
+# runs, its own seeds): 16.7 % -> 4.8 %, and +10 % within 60 min in 96 %. A smaller share holds the
+# A/A rate lower but slows +10 % past the 95 %-within-60-min target: the two sit on one frontier.
 _DRIFT_GATE = 1.0 / 3.0
 
 
@@ -566,7 +568,7 @@ def _analyze(baseline: ArmData, canary: ArmData, config: JudgeConfig) -> tuple[l
         series = _series_of(t)
         b, c = sb.get(series, nan), sc.get(series, nan)
         ref = drift = None
-        if m.kind == "latency" and len(m.quantiles) > 1 or drift_check:
+        if (m.kind == "latency" and len(m.quantiles) > 1) or drift_check:
             if m.name not in refs:
                 mine = [u for u in tests if u.metric is m]
                 for u in mine:
