@@ -396,7 +396,7 @@ DRIFT_PRIOR_SD = (0.0, 0.02, 0.04, 0.06)
 DRIFT_PRIOR_P = (0.4, 0.3, 0.2, 0.1)
 DRIFT_PRIOR_PHI = (0.8, 0.9, 0.95)
 DRIFT_WHITE_VAR = (1e-5, 1.0, 24)  # geometric grid: low, high, points
-LOG_2PI = math.log(2.0 * math.pi)
+_LOG_2PI = math.log(2.0 * math.pi)
 _DRIFT_V0 = 25.0  # prior variance of the mean change (log scale): flat for any realistic change
 
 
@@ -487,7 +487,7 @@ def drift_posterior(ys: np.ndarray, *, shared_from: np.ndarray | None = None) ->
             k1 = b1 / f
             k2 = b2 / f
             upd = (mm + k1 * v, ma + k2 * v, pmm - k1 * b1, pma - k1 * b2, paa - k2 * b2,
-                   ll - 0.5 * (np.log(f) + LOG_2PI + v * v / f))
+                   ll - 0.5 * (np.log(f) + _LOG_2PI + v * v / f))
             if o.all():
                 mm, ma, pmm, pma, paa, ll = upd
             else:
