@@ -400,23 +400,36 @@ _LOG_2PI = math.log(2.0 * math.pi)
 _DRIFT_V0 = 25.0  # prior variance of the mean change (log scale): flat for any realistic change
 
 
-@functools.lru_cache(maxsize=1)
-def _drift_grid() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Grid points (per-arm sd, memory, white variance), log prior, and the (sd, memory) index of each."""
-    sds, phis, ws, lp, hp = [], [], [], [], []
-    white = np.geomspace(*DRIFT_WHITE_VAR[:2], int(DRIFT_WHITE_VAR[2]))
+def _drift_grid(sds: tuple[float, ...] | None = None, ps: tuple[float, ...] | None = None,
+                phis: tuple[float, ...] | None = None, white: tuple[float, float, int] | None = None,
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Grid points (per-arm sd, memory, white variance), log prior, and the (sd, memory) index of each.
+
+    Defaults: the module's prior (:data:`DRIFT_PRIOR_SD`, :data:`DRIFT_PRIOR_P`,
+    :data:`DRIFT_PRIOR_PHI`, :data:`DRIFT_WHITE_VAR`). The log prior sums to 0 over the grid.
+    """
+    return _grid(tuple(DRIFT_PRIOR_SD if sds is None else sds), tuple(DRIFT_PRIOR_P if ps is None else ps),
+                 tuple(DRIFT_PRIOR_PHI if phis is None else phis), tuple(DRIFT_WHITE_VAR if white is None else white))
+
+
+@functools.lru_cache(maxsize=8)
+def _grid(sds: tuple[float, ...], ps: tuple[float, ...], phis: tuple[float, ...], white: tuple[float, float, int],
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    sd_, phi_, w_, lp, hp = [], [], [], [], []
+    levels = np.geomspace(white[0], white[1], int(white[2]))
+    total = float(sum(ps))
     h = 0
-    for sd, p in zip(DRIFT_PRIOR_SD, DRIFT_PRIOR_P, strict=True):
-        memories = DRIFT_PRIOR_PHI if sd > 0 else (0.0,)
+    for sd, p in zip(sds, ps, strict=True):
+        memories = phis if sd > 0 else (0.0,)
         for phi in memories:
-            for w in white:
-                sds.append(sd)
-                phis.append(phi)
-                ws.append(w)
-                lp.append(math.log(p / len(memories)))
+            for w in levels:
+                sd_.append(sd)
+                phi_.append(phi)
+                w_.append(w)
+                lp.append(math.log(p / total / len(memories) / levels.size))
                 hp.append(h)
             h += 1
-    return np.array(sds), np.array(phis), np.array(ws), np.array(lp), np.array(hp)
+    return np.array(sd_), np.array(phi_), np.array(w_), np.array(lp), np.array(hp)
 
 
 @dataclass(frozen=True)
@@ -425,13 +438,16 @@ class DriftPosterior:
 
     Arrays of shape ``(series, minutes, grid)``: the posterior mean and variance of the mean
     change given each grid point, and the grid point's posterior log weight (normalised per
-    series and prefix). ``n`` is the number of observed minutes per series and prefix.
+    series and prefix). ``n`` is the number of observed minutes per series and prefix;
+    ``log_evidence`` (``(series, minutes)``) the log marginal likelihood of each prefix under the
+    whole prior, for Bayes factors between priors.
     """
 
     mean: np.ndarray
     var: np.ndarray
     log_w: np.ndarray
     n: np.ndarray
+    log_evidence: np.ndarray | None = None
 
 
 def _logsumexp(a: np.ndarray, axis: int) -> np.ndarray:
@@ -440,7 +456,9 @@ def _logsumexp(a: np.ndarray, axis: int) -> np.ndarray:
     return np.squeeze(m, axis) + np.log(np.sum(np.exp(a - m), axis=axis))
 
 
-def drift_posterior(ys: np.ndarray, *, shared_from: np.ndarray | None = None) -> DriftPosterior:
+def drift_posterior(ys: np.ndarray, *, shared_from: np.ndarray | None = None,
+                    prior: tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...]] | None = None,
+                    white: tuple[float, float, int] | None = None, mean_var: float = _DRIFT_V0) -> DriftPosterior:
     """The drift model of paired minute differences, for every prefix of each series at once.
 
     Each series ``y_t`` (one row of ``ys``; NaN = missing minute) is modelled as
@@ -455,16 +473,21 @@ def drift_posterior(ys: np.ndarray, *, shared_from: np.ndarray | None = None) ->
     drift's sd and memory from that row, and only the white noise from each series' own data:
     drift of the instances shifts every quantile of a latency alike, and the best-measured
     quantile shows it first.
+
+    ``prior`` (per-arm sds, their probabilities, memories), ``white`` (low, high, points of the
+    white-noise variance grid) and ``mean_var`` (the prior variance of ``mu`` around 0; 0 fixes
+    ``mu = 0``) replace the module's defaults, e.g. to weigh two models of the same series by
+    their ``log_evidence``.
     """
     ys = np.atleast_2d(np.asarray(ys, dtype=float))
     k, T = ys.shape
-    sd, phi, white, lp, hp = _drift_grid()
+    sd, phi, white, lp, hp = _drift_grid(*(prior or (None, None, None)), white)
     G = sd.size
     d2 = 2.0 * sd**2  # variance of the difference of two arms' drifts
     q = d2 * (1.0 - phi**2)
     mm = np.zeros((k, G))
     ma = np.zeros((k, G))
-    pmm = np.full((k, G), _DRIFT_V0)
+    pmm = np.full((k, G), float(mean_var))
     pma = np.zeros((k, G))
     paa = np.broadcast_to(d2, (k, G)).copy()
     ll = np.zeros((k, G))
@@ -498,6 +521,7 @@ def drift_posterior(ys: np.ndarray, *, shared_from: np.ndarray | None = None) ->
         V[:, t] = pmm
         L[:, t] = ll
     lw = L + lp  # (k, T, G) unnormalised log posterior
+    evidence = _logsumexp(lw, axis=2)
     if shared_from is not None:
         nh = int(hp.max()) + 1
         # log posterior of (sd, memory) per series and prefix, the white noise integrated out
@@ -506,7 +530,8 @@ def drift_posterior(ys: np.ndarray, *, shared_from: np.ndarray | None = None) ->
         lh_ref = lh[src, np.arange(T)]  # (T, nh)
         lw = lw - lh[:, :, hp] + lh_ref[None, :, hp]
     lw = lw - _logsumexp(lw, axis=2)[:, :, None]
-    return DriftPosterior(mean=M, var=np.maximum(V, 1e-300), log_w=lw, n=np.cumsum(ok, axis=1))
+    return DriftPosterior(mean=M, var=np.maximum(V, 1e-300), log_w=lw, n=np.cumsum(ok, axis=1),
+                          log_evidence=evidence)
 
 
 def drift_quantile(post: DriftPosterior, p: float, *, cap: np.ndarray | None = None, upper: bool = False) -> np.ndarray:

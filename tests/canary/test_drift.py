@@ -28,7 +28,7 @@ from meshsim.canary.sequential import (
 )
 
 
-def _direct(y: np.ndarray, sd: float, phi: float, w: float) -> tuple[float, float, float]:
+def _direct(y: np.ndarray, sd: float, phi: float, w: float, v0: float = V0) -> tuple[float, float, float]:
     """Posterior mean and variance of mu and the marginal log-likelihood, from the full covariance."""
     t = np.flatnonzero(np.isfinite(y))
     lag = np.abs(t[:, None] - t[None, :])
@@ -36,9 +36,12 @@ def _direct(y: np.ndarray, sd: float, phi: float, w: float) -> tuple[float, floa
     yy = y[t]
     ci = np.linalg.inv(cov)
     one = np.ones(t.size)
-    prec = 1.0 / V0 + one @ ci @ one
-    mean = (one @ ci @ yy) / prec
-    full = cov + V0 * np.outer(one, one)
+    if v0 > 0:
+        prec = 1.0 / v0 + one @ ci @ one
+        mean = (one @ ci @ yy) / prec
+    else:  # mu fixed at 0
+        prec, mean = math.inf, 0.0
+    full = cov + v0 * np.outer(one, one)
     sign, logdet = np.linalg.slogdet(full)
     ll = -0.5 * (t.size * math.log(2 * math.pi) + logdet + yy @ np.linalg.solve(full, yy))
     return float(mean), float(1.0 / prec), float(ll)
@@ -62,6 +65,29 @@ def test_kalman_filter_matches_the_closed_form() -> None:
     expect -= special.logsumexp(expect)
     assert np.allclose(post.log_w[0, t], expect, atol=1e-7)
     assert post.n[0, -1] == 23
+
+
+def test_evidence_under_another_prior_matches_the_closed_form() -> None:
+    """``log_evidence`` is the prior-weighted marginal likelihood, for any prior, white grid and mu prior."""
+    rng = np.random.default_rng(11)
+    y = 0.1 + rng.normal(0, 0.05, 20)
+    y[7] = np.nan
+    prior = ((0.0, 0.1), (0.25, 0.75), (0.9, 0.95))
+    white = (1e-3, 1e-2, 3)
+    sd, phi, w, lp, _ = _drift_grid(*prior, white)
+    assert sd.size == 3 + 2 * 3 and special.logsumexp(lp) == pytest.approx(0.0, abs=1e-12)
+    for v0 in (0.04, 0.0):
+        post = drift_posterior(y, prior=prior, white=white, mean_var=v0)
+        for t in (3, 19):
+            lls = np.array([_direct(y[: t + 1], sd[g], phi[g], w[g], v0)[2] for g in range(sd.size)])
+            assert post.log_evidence[0, t] == pytest.approx(special.logsumexp(lls + lp), abs=1e-8)
+        if v0 == 0:
+            assert np.all(post.mean == 0.0)
+    # a series with a change of 0.1 and no drift: the model that lets mu move is the likelier (the
+    # fixed one can only call the offset drift)
+    free = drift_posterior(y, prior=prior, white=white, mean_var=0.04).log_evidence[0, -1]
+    fixed = drift_posterior(y, prior=prior, white=white, mean_var=0.0).log_evidence[0, -1]
+    assert free - fixed > 2.0
 
 
 def test_mixture_quantile_matches_a_root_finder_and_caps() -> None:
