@@ -236,10 +236,10 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def _stdout_console() -> Console:
-    console = Console()
+def _stdout_console(stderr: bool = False) -> Console:
+    console = Console(stderr=stderr)
     if not console.is_terminal:
-        console.width = 200  # a file or a pipe: keep each row on one line
+        console.width = 200  # a file or a pipe (a CI log): keep each row on one line
     return console
 
 
@@ -630,7 +630,7 @@ def _canary_inputs(baseline: Path, canary: Path, config: Path | None, fmt: Canar
 
 def _canary_console(json_out: str | None) -> Console:
     """Where the terminal report goes: stderr when ``--json -`` takes stdout."""
-    return Console(stderr=True) if json_out == "-" else _stdout_console()
+    return _stdout_console(stderr=json_out == "-")
 
 
 def _canary_outputs(judgement: Any, watch_result: Any, b: Any, c: Any, json_out: str | None,

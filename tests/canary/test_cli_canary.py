@@ -119,6 +119,10 @@ def test_report_files_and_json_to_stdout(tmp_path, cfg):
     piped = _judge("-b", BASE, "-c", CANARY, "--config", cfg, "--json", "-")
     assert piped.exit_code == 1 and json.loads(piped.stdout)["decision"] == "ROLLBACK"
     assert "ROLLBACK  (exit 1)" in piped.stderr  # the table goes to stderr when stdout carries JSON
+    # ... as wide as on stdout: in a CI log each metric's row stays on one line
+    rows = {ln.split()[0]: ln for ln in piped.stderr.splitlines() if ln.strip()}
+    for m in json.loads(piped.stdout)["metrics"]:
+        assert m["decision"] in rows[m["name"]], piped.stderr
 
 
 def test_same_input_same_bytes(tmp_path, cfg):
