@@ -58,7 +58,9 @@ Multi-metric variant (protocol 6.2, 6.7): the A/A cells ``A/A R1 10 metrics`` an
 metrics`` add six gauges of the generator (``SyntheticSpec.extra_gauges``: cpu_seconds, memory_bytes,
 gc_pause_s, queue_depth, active_connections, threadpool_busy, sharing the run's load factor and, in R2,
 the arm's cluster factors), judged with a 20 % margin by meshsim and Kayenta next to latency
-p50/p90/p99 and errors (10 tests); Flagger keeps its two checks.
+p50/p90/p99 and errors (10 tests); Flagger keeps its two checks. The gauge regression cells (``CPU +30% 10
+metrics R1`` etc., :data:`GAUGE_EFFECTS`) multiply one canary gauge by 1.3 (generator effect ``gauge``),
+latency and errors unchanged; meshsim-latency and Flagger, which have no gauge, are not run there.
 
 Calibration of reported effects (protocol 6.5): in the cells of :data:`COVERAGE_R1` (R1, truth known: A/A
 ratio 1, ``scale`` regressions the effect size) and, labelled, :data:`COVERAGE_R2`, the default meshsim
@@ -106,6 +108,7 @@ MESHSIM_LAT = {"metrics": [{"name": "latency", "quantiles": ["p50", "p90", "p99"
 GAUGE_EITHER = ("memory_bytes", "active_connections")
 GAUGE_MARGIN = "20%"
 INSTANCE_NOISE = "5%"  # declared per-arm drift of the "meshsim (instance_noise 5%)" row
+GAUGE_EFFECTS = (("cpu_seconds", "CPU"), ("gc_pause_s", "GC pause"))  # gauge regression cells: (gauge, label)
 
 
 def _gauge_metrics(spec: SyntheticSpec | None) -> list[dict[str, Any]]:
@@ -245,6 +248,11 @@ def _is_r2(cell: Cell) -> bool:
     return cell.spec.get("regime") == "R2"
 
 
+def _gauge_effect(cell: Cell) -> bool:
+    """A gauge regression: judges without gauge metrics (meshsim-latency, Flagger's two checks) cannot see it."""
+    return cell.spec.get("effect") == "gauge"
+
+
 # the ROLLBACK-side prior's trade-off (docs/canary.md, "Early looks"), measured
 # with and without it on the cells where it shows
 ABLATION_CELLS = ("A/A R1 300/min", "A/A R2 rho=.7 sd=5%", "+20% latency R1", "tail-only p99 +20% R1",
@@ -255,11 +263,12 @@ MS_SHARED = "meshsim (instances: shared)"
 # the drift check's trade-off: A/A where instances drift, and detection speed where they do not
 DRIFT_CELLS = ("A/A R1 300/min", "A/A R2 rho=.7 sd=5%", "A/A R2 rho=.95 sd=5%", "A/A R2 rho=.95 sd=10%",
                "+20% latency R1", "+10% latency R1", "tail-only p99 +20% R1", "spread-only p99 +20% R1",
-               "+20% latency R2", "+10% latency R2", "tail-only p99 +20% R2")
+               "+20% latency R2", "+10% latency R2", "tail-only p99 +20% R2",
+               *(f"{what} +30% 10 metrics {tag}" for _, what in GAUGE_EFFECTS for tag in ("R1", "R2")))
 
 COMPETITORS = [
     Competitor("meshsim", judge_meshsim, lambda s: _meshsim_cfg(spec=s)),
-    Competitor("meshsim-latency", judge_meshsim, lambda s: MESHSIM_LAT),
+    Competitor("meshsim-latency", judge_meshsim, lambda s: MESHSIM_LAT, cells=lambda c: not _gauge_effect(c)),
     Competitor(MS_IN, judge_meshsim, lambda s: _meshsim_cfg(spec=s, decision={"instance_noise": INSTANCE_NOISE}),
                cells=_is_r2),
     Competitor(MS_SHARED, judge_meshsim, lambda s: _meshsim_cfg(spec=s, decision={"instances": "shared"}),
@@ -267,7 +276,7 @@ COMPETITORS = [
     Competitor(MS_NOPRIOR, judge_meshsim_no_prior, lambda s: _meshsim_cfg(spec=s),
                cells=lambda c: c.name in ABLATION_CELLS),
     Competitor("kayenta", judge_kayenta, lambda s: _kayenta_cfg(spec=s)),
-    Competitor("flagger", judge_flagger, _flagger_cfg),
+    Competitor("flagger", judge_flagger, _flagger_cfg, cells=lambda c: not _gauge_effect(c)),
 ]
 BY_NAME = {c.name: c for c in COMPETITORS}
 DEFAULT_JUDGES = ",".join(c.name for c in COMPETITORS)
@@ -532,8 +541,16 @@ def cells() -> list[Cell]:
             Cell(f"tail-only p99 +20% R1 {tag}", {"effect": "tail", "effect_size": 1.2, "canary_share": sh},
                  "regression", f"above-p90 latencies stretched, canary gets {sh:.0%} of 600 req/min"),
         ]
-    # the size-matched judges run on the reference and R2 A/A cells and on every equal-split regression cell
-    out = [replace(c, sized=True) if c.kind == "regression" and "canary_share" not in c.spec else c for c in out]
+    # gauge regressions (10 metrics): one gauge of the canary x1.3 against its 20 % margin, latency and errors
+    # unchanged; GC pause follows the arm's cluster factor fully, CPU half (protocol 6.2's latent factors)
+    out += [Cell(f"{what} +30% 10 metrics {tag}", {**MULTI, **reg, "effect": "gauge", "effect_size": 1.3,
+                                                   "effect_gauge": g}, "regression",
+                 f"the canary's {g} x1.3 (margin 20 %), latency and errors unchanged")
+            for reg, tag in (({}, "R1"), (R2A, "R2")) for g, what in GAUGE_EFFECTS]
+    # the size-matched judges run on the reference and R2 A/A cells and on every equal-split latency or error
+    # regression cell
+    out = [replace(c, sized=True) if c.kind == "regression" and "canary_share" not in c.spec
+           and c.spec.get("effect") != "gauge" else c for c in out]
     return [replace(c, coverage="R1" if c.name in COVERAGE_R1 else "R2") if c.name in COVERAGE_R1 + COVERAGE_R2
             else c for c in out]
 
@@ -1349,6 +1366,24 @@ def reading(g: dict[tuple[str, str, str], list[Record]], cell_list: list[Cell], 
                    "test stricter instead of adding false alarms; the gauges that load on the arm's cluster factor "
                    "carry the R2 instance offset like latency does, so in R2 they can fire for the same reason "
                    "latency does.")
+    gauge_cells = [c.name for c in cell_list if _gauge_effect(c) and S(c.name)]
+    if gauge_cells:
+        parts = []
+        for n in gauge_cells:
+            s, sh, k = S(n), S(n, MS_SHARED), S(n, "kayenta")
+            parts.append(f"{n}: meshsim {f(s, 'rollback60', True)} within 60 min (median {med(s)} min)"
+                         + (f", without the drift check (`instances: shared`) {f(sh, 'rollback60')} (median {med(sh)})"
+                            if sh else "")
+                         + (f", `{MS_IN}` {f(S(n, MS_IN), 'rollback60')}" if S(n, MS_IN) else "")
+                         + (f", Kayenta {f(k, 'rollback')} ROLLBACK / {f(k, 'inconclusive')} INCONCLUSIVE" if k else ""))
+        out.append("* **Gauge regressions** (10 metrics; one canary gauge x1.3 against its 20 % margin, latency and "
+                   "errors unchanged; meshsim-latency and Flagger have no gauge and are not run): "
+                   + "; ".join(parts) + ". The instance-drift check covers relative gauges with the latency prior; "
+                   "these rows show its price there."
+                   + (" Kayenta averages ten metric verdicts into one score, so one failing metric of ten scores "
+                      "90, between its marginal (75) and pass (95) thresholds: INCONCLUSIVE, however clear the "
+                      "regression." if all((k := S(n, "kayenta")) is not None and k.inconclusive[0] > 0.9
+                                           for n in gauge_cells) else ""))
 
     # T1 vs T2
     pairs = same = 0

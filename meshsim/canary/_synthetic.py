@@ -21,7 +21,8 @@ The canary may carry a regression from minute ``onset_min``: ``scale`` (every la
 ``effect``), ``tail`` (latencies above the baseline's p90 stretched so that p99 is
 ``effect`` times higher, median unchanged), ``spread`` (log-latencies spread around the median
 so that p99 is ``effect`` times higher), ``intermittent`` (+200 ms on 10 % of requests),
-``errors`` (canary error rate ``canary_error_rate``).
+``errors`` (canary error rate ``canary_error_rate``), ``gauge`` (the canary's gauge
+``effect_gauge`` times ``effect``; needs ``extra_gauges``).
 
 Pathologies: ``missing_frac`` of minutes lose one arm's scrape (NaN), ``idle_frac`` of minutes
 have no traffic at all in the canary.
@@ -57,7 +58,7 @@ from meshsim.canary._model import ArmData
 
 __all__ = ["SyntheticSpec", "Run", "generate", "true_quantiles", "minute_table", "GAUGES", "Gauge"]
 
-Effect = Literal["none", "scale", "tail", "spread", "intermittent", "errors"]
+Effect = Literal["none", "scale", "tail", "spread", "intermittent", "errors", "gauge"]
 
 
 @dataclass(frozen=True)
@@ -113,12 +114,16 @@ class SyntheticSpec:
     warmup_min: float = 0.0  # both arms slower (x1.5, fading) for the first minutes
     canary_share: float = 0.5  # canary's share of the total traffic 2 * rate_per_arm (0.5: equal arms)
     extra_gauges: int = 0  # multi-metric variant: this many gauges of GAUGES per arm (0: none)
+    effect_gauge: str = "cpu_seconds"  # effect "gauge": the canary's gauge that is multiplied by effect_size
 
     def __post_init__(self) -> None:
         if not 0.0 < self.canary_share < 1.0:
             raise ValueError(f"canary_share: {self.canary_share!r} is not in (0, 1)")
         if not 0 <= self.extra_gauges <= len(GAUGES):
             raise ValueError(f"extra_gauges: {self.extra_gauges!r} is not in 0..{len(GAUGES)}")
+        if self.effect == "gauge" and self.effect_gauge not in [g.name for g in GAUGES[:self.extra_gauges]]:
+            raise ValueError(f"effect_gauge: {self.effect_gauge!r} is not among the run's "
+                             f"{self.extra_gauges} extra gauges")
 
     def arm_rate(self, canary: bool) -> float:
         """Mean requests per minute of one arm (before the load factor)."""
@@ -313,13 +318,17 @@ def generate(spec: SyntheticSpec, seed: int, *, raw: bool = False) -> Run:
         # spawned after the five streams above, so they (and every other series) do not change
         g_b, g_c = (np.random.default_rng(s) for s in ss.spawn(2))
         base = _with_gauges(base, spec, load, ub, vb, g_b)
-        can = _with_gauges(can, spec, load, uc, vc, g_c)
+        can = _with_gauges(can, spec, load, uc, vc, g_c, canary=True)
+        if spec.effect == "gauge":  # every canary request from the onset ran on the regressed version
+            n_c = can.minutes[can.minutes["metric"] == "requests"].sort_values("minute")["value"].to_numpy(float)
+            bad = np.where(np.arange(T) >= spec.onset_min, np.nan_to_num(n_c), 0.0)
     return Run(base, can, spec, int(seed), bad)
 
 
 def _with_gauges(arm: ArmData, spec: SyntheticSpec, load: np.ndarray, u: np.ndarray, v: np.ndarray,
-                 rng: np.random.Generator) -> ArmData:
-    """``arm`` with the first ``spec.extra_gauges`` gauges of :data:`GAUGES` appended to its minute table."""
+                 rng: np.random.Generator, canary: bool = False) -> ArmData:
+    """``arm`` with the first ``spec.extra_gauges`` gauges of :data:`GAUGES` appended to its minute table
+    (on the canary, effect ``gauge`` multiplies ``spec.effect_gauge`` by ``effect_size`` from the onset)."""
     mins = arm.minutes
     assert mins is not None
     req = mins[mins["metric"] == "requests"].sort_values("minute")
@@ -329,6 +338,8 @@ def _with_gauges(arm: ArmData, spec: SyntheticSpec, load: np.ndarray, u: np.ndar
     for g in GAUGES[:spec.extra_gauges]:
         level = g.idle + g.base * n if g.per_request else g.base * load ** g.load_exp
         val = level * np.exp(g.u_load * u + g.v_load * v + g.noise * rng.standard_normal(T))
+        if canary and spec.effect == "gauge" and g.name == spec.effect_gauge:
+            val = np.where(np.arange(T) >= spec.onset_min, val * spec.effect_size, val)
         val = np.where(np.isfinite(n), val, np.nan)
         frames.append(pd.DataFrame({"minute": np.arange(T), "metric": g.name, "value": val,
                                     "count": req["count"].to_numpy(float)}))

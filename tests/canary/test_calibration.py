@@ -202,6 +202,25 @@ def test_extra_gauges_leave_the_run_unchanged() -> None:
         SyntheticSpec(extra_gauges=len(GAUGES) + 1)
 
 
+
+def test_gauge_effect_changes_one_canary_gauge_from_the_onset() -> None:
+    spec = SyntheticSpec(minutes=40, regime="R2", extra_gauges=6)
+    plain = generate(spec, SEED)
+    bad = generate(spec.with_(effect="gauge", effect_size=1.3, effect_gauge="gc_pause_s", onset_min=10), SEED)
+
+    def series(arm: object, name: str) -> np.ndarray:
+        m = arm.minutes  # type: ignore[attr-defined]
+        return m[m["metric"] == name].sort_values("minute")["value"].to_numpy()
+
+    assert bad.baseline.minutes.equals(plain.baseline.minutes)
+    ratio = series(bad.canary, "gc_pause_s") / series(plain.canary, "gc_pause_s")
+    assert np.allclose(ratio[:10], 1.0) and np.allclose(ratio[10:], 1.3)
+    rest = bad.canary.minutes[bad.canary.minutes["metric"] != "gc_pause_s"].reset_index(drop=True)
+    assert rest.equals(plain.canary.minutes[plain.canary.minutes["metric"] != "gc_pause_s"].reset_index(drop=True))
+    assert bad.bad_per_minute[:10].sum() == 0 and bad.bad_per_minute[10:].sum() == series(bad.canary, "requests")[10:].sum()
+    with pytest.raises(ValueError, match="effect_gauge"):
+        SyntheticSpec(effect="gauge", extra_gauges=1, effect_gauge="gc_pause_s")
+
 def test_benchmark_replay_matches_decision_path_and_records_coverage() -> None:
     cb = _bench()
     cell = {c.name: c for c in cb.cells()}["+20% latency R1"]
