@@ -240,7 +240,7 @@ class Competitor:
     name: str
     fn: JudgeFn
     config: Callable[[SyntheticSpec], dict[str, Any]]
-    t2: bool = False
+    t2: bool = False  # also judged on the raw-request track (T2) of the cells that have one
     cells: Callable[[Cell], bool] | None = None  # the cells it runs on (None: all)
 
 
@@ -267,8 +267,8 @@ DRIFT_CELLS = ("A/A R1 300/min", "A/A R2 rho=.7 sd=5%", "A/A R2 rho=.95 sd=5%", 
                *(f"{what} +30% 10 metrics {tag}" for _, what in GAUGE_EFFECTS for tag in ("R1", "R2")))
 
 COMPETITORS = [
-    Competitor("meshsim", judge_meshsim, lambda s: _meshsim_cfg(spec=s)),
-    Competitor("meshsim-latency", judge_meshsim, lambda s: MESHSIM_LAT, cells=lambda c: not _gauge_effect(c)),
+    Competitor("meshsim", judge_meshsim, lambda s: _meshsim_cfg(spec=s), t2=True),
+    Competitor("meshsim-latency", judge_meshsim, lambda s: MESHSIM_LAT, t2=True, cells=lambda c: not _gauge_effect(c)),
     Competitor(MS_IN, judge_meshsim, lambda s: _meshsim_cfg(spec=s, decision={"instance_noise": INSTANCE_NOISE}),
                cells=_is_r2),
     Competitor(MS_SHARED, judge_meshsim, lambda s: _meshsim_cfg(spec=s, decision={"instances": "shared"}),
@@ -610,7 +610,7 @@ def _run_one(args: tuple[Any, ...]) -> list[Record]:
             continue
         cfg = parse_judge_config(comp.config(spec))
         for track, b, c in tracks:
-            if track == "T2" and not (comp.name.startswith("meshsim") and comp.cells is None):
+            if track == "T2" and not comp.t2:
                 continue
             t0 = time.perf_counter()
             info = None

@@ -481,7 +481,8 @@ def drift_posterior(ys: np.ndarray, *, shared_from: np.ndarray | None = None,
     """
     ys = np.atleast_2d(np.asarray(ys, dtype=float))
     k, T = ys.shape
-    sd, phi, white, lp, hp = _drift_grid(*(prior or (None, None, None)), white)
+    sds, ps, phis = prior if prior is not None else (None, None, None)
+    sd, phi, wv, lp, hp = _drift_grid(sds, ps, phis, white)
     G = sd.size
     d2 = 2.0 * sd**2  # variance of the difference of two arms' drifts
     q = d2 * (1.0 - phi**2)
@@ -503,7 +504,7 @@ def drift_posterior(ys: np.ndarray, *, shared_from: np.ndarray | None = None,
         o = ok[:, t]
         if o.any():
             y = np.where(o, ys[:, t], 0.0)[:, None]
-            f = pmm + 2.0 * pma + paa + white
+            f = pmm + 2.0 * pma + paa + wv
             v = y - mm - ma
             b1 = pmm + pma
             b2 = pma + paa

@@ -170,6 +170,7 @@ def test_benchmark_script_subset(tmp_path: Path) -> None:
                 "| A/A R2 rho=.7 sd=5% | meshsim (instance_noise 5%) | T1 | 3 |",
                 "| A/A R2 rho=.7 sd=5% | meshsim (no ROLLBACK-side prior) | T1 | 3 |",
                 "| CPU +30% 10 metrics R2 | regression | meshsim (instances: shared) | T1 | 3 |",
+                "| +20% latency R1 | regression | meshsim-latency | T2 | 3 |",
                 "* **Gauge regressions**",
                 "| +20% latency R1 | 1.2 | latency.p99 | 3 |",  # coverage table
                 "| A/A ROLLBACK <= 5 % family-wise with 10 metrics",
