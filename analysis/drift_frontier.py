@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import os
 import pickle
 import sys
@@ -143,14 +144,19 @@ def _run_one(args: tuple[str, dict[str, Any], int, int, float]) -> tuple[str, li
     run = generate(spec, seed)
     b, c = ArmData("baseline", minutes=run.baseline.minutes), ArmData("canary", minutes=run.canary.minutes)
     cfg = parse_judge_config(CB._meshsim_cfg(spec=spec))
+    defaults = J._analyze(b, c, cfg)  # the Bayes-factor variants add their check to the judge at its defaults
     y = None
     out = []
     for v in VARIANTS:
-        with _swapped(v):
-            tests, T, eligible = J._analyze(b, c, cfg)
+        if v.gate is None and v.prior is None:
+            tests, T, eligible = defaults
+        else:
+            with _swapped(v):
+                tests, T, eligible = J._analyze(b, c, cfg)
         if v.bf:
             y = _p50_series(b, c, T) if y is None else y
             ok = np.nan_to_num(log_bf(y, v.bf, white_var), nan=-np.inf) > v.log_bf
+            tests = [copy.copy(t) for t in tests]  # the defaults' tests stay as they are
             for t in tests:
                 if t.kind == "latency":
                     t.rollback = np.asarray(t.rollback, bool) & ok
